@@ -13,10 +13,9 @@ venv: $(STAMP)
 
 # The registry's torch + torchvision pair (CUDA build, runs on CPU too). The preinstalled CPU torch
 # cannot import torchvision (see README, "Install").
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,export]'
 	touch $(STAMP)
 
 test: $(STAMP)
