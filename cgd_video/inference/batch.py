@@ -1,0 +1,262 @@
+"""Batch inference plumbing: find the videos to score, and write one result row per video.
+
+* :func:`scan_inputs` turns a folder (scanned recursively, hidden entries skipped) or a text file with
+  one path per line into a sorted, de-duplicated list of video paths.
+* :class:`ResultWriter` appends rows to a CSV or JSON Lines file, one whole line per ``write`` followed by
+  a flush, so an interrupted run (Ctrl-C, a killed job) leaves a valid file. Opening an existing output
+  reads the paths already done so a re-run skips them; ``overwrite=True`` starts over.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+
+from cgd_video.utils.atomic import atomic_write_bytes
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "OUTPUT_FORMATS",
+    "is_video_file",
+    "scan_folder",
+    "read_path_list",
+    "scan_inputs",
+    "result_columns",
+    "ResultWriter",
+]
+
+#: File extensions treated as videos when scanning a folder (compared lower-case).
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp", ".ts"}
+)
+
+#: Output formats by file extension.
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
+
+
+def is_video_file(path: PathLike) -> bool:
+    """True when ``path``'s extension (case-insensitive) is one of :data:`VIDEO_EXTENSIONS`."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def scan_folder(folder: PathLike) -> List[Path]:
+    """All video files under ``folder``, recursively, sorted; hidden files and folders are skipped.
+
+    Symlinked folders are not followed (no cycles); symlinked files are kept.
+    """
+    folder = Path(folder)
+    found: List[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and is_video_file(name):
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def read_path_list(list_file: PathLike) -> List[Path]:
+    """Paths from a text file, one per line. Blank lines and ``#`` comments are ignored.
+
+    Relative paths are taken relative to the list file's folder. Any extension is accepted (the
+    user named the file explicitly); a file that is not a video later gets an ``error`` row.
+    """
+    list_file = Path(list_file)
+    base = list_file.parent
+    paths: List[Path] = []
+    with open(list_file, "r", encoding="utf-8") as f:
+        for line in f:
+            entry = line.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            p = Path(entry).expanduser()
+            paths.append(p if p.is_absolute() else base / p)
+    return paths
+
+
+def scan_inputs(source: PathLike) -> List[Path]:
+    """The videos named by ``source``: a folder (see :func:`scan_folder`) or a list file.
+
+    Duplicates are dropped (first occurrence wins). Raises ``FileNotFoundError`` naming ``source``.
+    """
+    source = Path(source)
+    if source.is_dir():
+        paths = scan_folder(source)
+    elif source.is_file():
+        if is_video_file(source):
+            paths = [source]
+        else:
+            paths = read_path_list(source)
+    else:
+        raise FileNotFoundError(
+            f"--input {str(source)!r} does not exist: expected a folder of videos, a video file, "
+            "or a text file with one path per line"
+        )
+    seen: Set[str] = set()
+    unique: List[Path] = []
+    for p in paths:
+        key = str(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def result_columns(topk: int) -> List[str]:
+    """The CSV columns for ``topk`` ranked predictions: path, status, error, top1_label, top1_score,
+    top2_label, top2_score, ... (JSON Lines rows carry ``labels`` and ``scores`` lists instead)."""
+    ranked = [f"top{k}_{kind}" for k in range(1, topk + 1) for kind in ("label", "score")]
+    return ["path", "status", "error"] + ranked
+
+
+def _output_format(path: Path) -> str:
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"--output {str(path)!r}: unknown extension {path.suffix!r}; choose one of "
+            f"{sorted(OUTPUT_FORMATS)}"
+        )
+    return fmt
+
+
+def _one_line(text: Any) -> str:
+    """Error messages go in one cell: newlines would break line-based resume."""
+    return " ".join(str(text).split()) if text else ""
+
+
+class ResultWriter:
+    """Append-only CSV / JSON Lines writer that resumes.
+
+    Args:
+        path: output file; ``.csv`` or ``.jsonl`` selects the format.
+        topk: number of ranked predictions per row (fixes the CSV columns).
+        overwrite: discard an existing file instead of resuming from it.
+
+    Each :meth:`write` emits one complete line and flushes it, so the file is valid whenever the
+    process stops between rows. If a previous run was killed in the middle of a line (SIGKILL, power
+    loss), the incomplete tail is dropped when the file is reopened. Every row counts as done, error
+    rows included; ``retry_errors=True`` drops the error rows so that those files are tried again.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        topk: int,
+        overwrite: bool = False,
+        retry_errors: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.format = _output_format(self.path)
+        self.topk = int(topk)
+        self.columns = result_columns(self.topk)
+        self.done: Set[str] = set()
+        self._file: Optional[io.TextIOBase] = None
+        self._csv_writer = None
+        if overwrite and self.path.exists():
+            self.path.unlink()
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._load_existing(retry_errors)
+        self._open()
+
+    # -- resume -----------------------------------------------------------------------------
+    def _load_existing(self, retry_errors: bool) -> None:
+        raw = self.path.read_bytes()
+        complete = raw[: raw.rfind(b"\n") + 1]
+        rows = self._parse(complete.decode("utf-8"))
+        kept = [r for r in rows if not (retry_errors and r.get("status") != "ok")]
+        self.done = {r["path"] for r in kept}
+        if len(kept) != len(rows) or len(complete) != len(raw):
+            # Rewrite without the torn tail / the rows to retry, atomically.
+            atomic_write_bytes(self.path, self._serialise(kept).encode("utf-8"))
+
+    def _parse(self, text: str) -> List[Dict[str, Any]]:
+        if self.format == "jsonl":
+            rows = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{self.path}:{lineno}: not a JSON line ({e}); use --overwrite") from e
+                if "path" not in row:
+                    raise ValueError(f"{self.path}:{lineno}: row has no 'path' key; use --overwrite")
+                rows.append(row)
+            return rows
+        if not text:
+            return []
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        if header != self.columns:
+            raise ValueError(
+                f"{self.path}: existing columns {header} differ from this run's {self.columns} "
+                "(different --topk?); use the same options or --overwrite"
+            )
+        return list(reader)
+
+    def _serialise(self, rows: Sequence[Mapping[str, Any]]) -> str:
+        if self.format == "jsonl":
+            return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if not rows:
+            return ""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _open(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8", newline="")
+        if self.format == "csv" and new:
+            self._file.write(",".join(self.columns) + "\n")
+            self._file.flush()
+
+    def _format_row(self, row: Mapping[str, Any]) -> str:
+        flat = dict(row)
+        flat["error"] = _one_line(flat.get("error", ""))
+        if self.format == "jsonl":
+            return json.dumps(flat, ensure_ascii=False) + "\n"
+        labels = list(flat.get("labels") or [])
+        scores = list(flat.get("scores") or [])
+        cells: Dict[str, Any] = {c: "" for c in self.columns}
+        cells.update(path=flat["path"], status=flat["status"], error=flat["error"])
+        for k, (lab, sc) in enumerate(zip(labels[: self.topk], scores[: self.topk]), 1):
+            cells[f"top{k}_label"] = lab
+            cells[f"top{k}_score"] = f"{float(sc):.6f}"
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n").writerow(cells)
+        return buf.getvalue()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row (``path``, ``status``, ``error``, ``labels``, ``scores``, ...) and flush."""
+        if self._file is None:
+            raise ValueError(f"{self.path}: writer is closed")
+        line = self._format_row(row)
+        self._file.write(line)  # one call: the line is written whole
+        self._file.flush()
+        self.done.add(str(row["path"]))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def pending(self, paths: Iterable[PathLike]) -> List[Path]:
+        """The subset of ``paths`` not yet in the output, in order."""
+        return [Path(p) for p in paths if str(p) not in self.done]
