@@ -212,8 +212,7 @@ class CGD(nn.Module):
             return pools[keys[0]].unsqueeze(1)
         return torch.stack([pools[k] for k in keys], 1)
 
-    def descriptor(self, x: Tensor) -> Tensor:
-        """The last stage's output y as (N, T', D) in float32 (float64 for float64 inputs)."""
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 5 or x.shape[1] != self.channels:
             raise ValueError(
                 f"cgd_video/models/cgd.py: CGD({self.channels}) expects (N, {self.channels}, T, H, W), "
@@ -224,6 +223,11 @@ class CGD(nn.Module):
                 f"cgd_video/models/cgd.py: CGD(temporal='concat') expected T={self.num_frames} frames, "
                 f"received T={x.shape[2]} (input shape {tuple(x.shape)})"
             )
+
+    def descriptor(self, x: Tensor) -> Tensor:
+        """The last stage's output y as (N, T', D) in float32 (float64 for float64 inputs)."""
+        if not torch.jit.is_tracing():  # host-side shape checks; a traced graph keeps N, T, H, W dynamic
+            self._check_input(x)
         dtype = _descriptor_dtype(x.dtype)
         pools = self._pool(x, dtype)
         if not self.cascaded:

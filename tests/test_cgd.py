@@ -1,0 +1,273 @@
+"""CGD (Eq. 10-12, Table 2) against an independent float64 reference that builds g f^T explicitly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from cgd_video.models.attention import create_attention
+from cgd_video.models.cgd import CGD
+
+ALL_VARIANTS = [f"v{i}" for i in range(1, 11)]
+ALL_TEMPORAL = ["concat", "shared", "mean", "frame"]
+
+# Table 2 written out again for the reference: (g, f) per single stage; cascades name two stages.
+REF_SINGLE = {
+    "v1": ("avg", "avg"),
+    "v2": ("avg", "softmax_avg"),
+    "v3": ("softmax_avg", "avg"),
+    "v4": ("avg", "max"),
+    "v5": ("max", "avg"),
+    "v6": ("softmax_avg", "max"),
+    "v7": ("softmax_max", "avg"),
+}
+REF_CASCADE = {"v8": ("v3", "v7"), "v9": ("v1", "v7"), "v10": ("v3", "v6")}
+
+
+def _ref_softmax(v: torch.Tensor) -> torch.Tensor:
+    e = torch.exp(v - v.max())
+    return e / e.sum()
+
+
+def _ref_units(xn: torch.Tensor, temporal: str) -> list[dict[str, torch.Tensor]]:
+    """Pooled descriptors of one sample xn (C, T, H, W): one dict per frame, or a single one."""
+    c, t = xn.shape[:2]
+    if temporal == "concat":
+        avg = torch.empty(c * t, dtype=xn.dtype)
+        mx = torch.empty(c * t, dtype=xn.dtype)
+        for ti in range(t):
+            for ci in range(c):
+                avg[ti * c + ci] = xn[ci, ti].mean()
+                mx[ti * c + ci] = xn[ci, ti].max()
+        raw = [(avg, mx)]
+    elif temporal == "mean":
+        xm = xn.mean(1)
+        raw = [(torch.stack([xm[ci].mean() for ci in range(c)]), torch.stack([xm[ci].max() for ci in range(c)]))]
+    else:
+        raw = [(xn[:, ti].mean((1, 2)), xn[:, ti].amax((1, 2))) for ti in range(t)]
+    return [
+        {"avg": a, "max": m, "softmax_avg": _ref_softmax(a), "softmax_max": _ref_softmax(m)} for a, m in raw
+    ]
+
+
+def _ref_z(g: torch.Tensor, f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.outer(g, f) @ w  # the D x D matrix g f^T of Eq. 10, then times w
+
+
+def _ref_first_level(units, spec, w, b, temporal):
+    """List of stage outputs per unit (shared: one, summed over frames before tanh, Eq. 12)."""
+    g_key, f_key = spec
+    zs = [_ref_z(u[g_key], u[f_key], w) for u in units]
+    if temporal == "shared":
+        return [torch.tanh(sum(zs) + b)]
+    return [torch.tanh(z + b) for z in zs]
+
+
+def reference_scale(x: torch.Tensor, variant: str, temporal: str, ws, bs) -> torch.Tensor:
+    """1 + y as (N, C, T) for x (N, C, T, H, W) in float64."""
+    n, c, t = x.shape[:3]
+    out = torch.empty(n, c, t, dtype=x.dtype)
+    for ni in range(n):
+        units = _ref_units(x[ni], temporal)
+        if variant in REF_SINGLE:
+            ys = _ref_first_level(units, REF_SINGLE[variant], ws[0], bs[0], temporal)
+        else:
+            first, second = REF_CASCADE[variant]
+            psis = _ref_first_level(units, REF_SINGLE[first], ws[0], bs[0], temporal)
+            phis = _ref_first_level(units, REF_SINGLE[second], ws[1], bs[1], temporal)
+            ys = [torch.tanh(_ref_z(p, q, ws[2]) + bs[2]) for p, q in zip(psis, phis)]
+        for ti in range(t):
+            for ci in range(c):
+                if temporal == "concat":
+                    out[ni, ci, ti] = 1 + ys[0][ti * c + ci]
+                elif temporal == "frame":
+                    out[ni, ci, ti] = 1 + ys[ti][ci]
+                else:
+                    out[ni, ci, ti] = 1 + ys[0][ci]
+    return out
+
+
+def _randomised(module: CGD, seed: int = 0) -> CGD:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.7)
+    return module
+
+
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_matches_outer_product_reference(variant, temporal):
+    torch.manual_seed(1)
+    c, t = 5, 3
+    x = torch.randn(2, c, t, 4, 3, dtype=torch.float64)
+    m = _randomised(CGD(c, variant=variant, temporal=temporal, num_frames=t)).double()
+    ws = [s.weight.detach() for s in m.stages]
+    bs = [s.bias.detach() for s in m.stages]
+    expected_scale = reference_scale(x, variant, temporal, ws, bs)
+    got_scale = m.scale(x)
+    t_out = t if temporal in ("concat", "frame") else 1
+    assert got_scale.shape == (2, c, t_out, 1, 1)
+    assert got_scale.dtype == torch.float64
+    torch.testing.assert_close(got_scale.expand(2, c, t, 1, 1)[..., 0, 0], expected_scale, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m(x), x * expected_scale[..., None, None], rtol=1e-12, atol=1e-12)
+    # float32 path agrees too
+    m32 = m.float()
+    torch.testing.assert_close(m32(x.float()).double(), x * expected_scale[..., None, None], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_parameters_two_d_per_stage(variant, temporal):
+    c, t = 6, 4
+    m = CGD(c, variant=variant, temporal=temporal, num_frames=t)
+    d = c * t if temporal == "concat" else c
+    assert isinstance(m.stages, torch.nn.ModuleList)
+    assert len(m.stages) == (3 if variant in REF_CASCADE else 1)
+    for stage in m.stages:
+        assert stage.weight.shape == (d,) and stage.bias.shape == (d,)
+    assert sum(p.numel() for p in m.parameters()) == 2 * d * len(m.stages)
+
+
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+@pytest.mark.parametrize("variant", ["v1", "v7", "v10"])
+def test_zero_init_is_identity(variant, temporal):
+    x = torch.randn(2, 4, 3, 5, 5)
+    m = CGD(4, variant=variant, temporal=temporal, num_frames=3, init="zeros")
+    assert torch.equal(m(x), x)
+    assert torch.equal(m.scale(x), torch.ones_like(m.scale(x)))
+
+
+def test_xavier_init_range():
+    d = 512
+    m = CGD(d, variant="v10", init="xavier")
+    bound = math.sqrt(6.0 / (d + 1))
+    for stage in m.stages:
+        w = stage.weight.detach()
+        assert w.abs().max() <= bound
+        assert w.abs().max() > 0.5 * bound  # spread over the whole interval, not a narrower law
+        assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.15)
+        assert torch.equal(stage.bias.detach(), torch.zeros(d))
+    # the three stages are drawn independently
+    assert not torch.equal(m.stages[0].weight, m.stages[1].weight)
+
+
+@pytest.mark.parametrize(
+    "variant,temporal",
+    [("v10", "concat"), ("v10", "shared"), ("v10", "mean"), ("v10", "frame"), ("v8", "shared"), ("v6", "concat")],
+)
+def test_gradcheck(variant, temporal):
+    torch.manual_seed(3)
+    m = _randomised(CGD(3, variant=variant, temporal=temporal, num_frames=2), seed=5).double()
+    names = [n for n, _ in m.named_parameters()]
+    x = torch.randn(2, 3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_(True) for p in m.parameters()]
+
+    def fn(inp, *ps):
+        return functional_call(m, dict(zip(names, ps)), (inp,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5)
+
+
+def test_concat_frame_mismatch_names_both():
+    m = CGD(4, temporal="concat", num_frames=4)
+    with pytest.raises(ValueError, match=r"expected T=4.*received T=3"):
+        m(torch.randn(1, 4, 3, 2, 2))
+
+
+def test_concat_needs_num_frames():
+    with pytest.raises(ValueError, match="num_frames"):
+        CGD(4, temporal="concat")
+
+
+def test_wrong_channels():
+    with pytest.raises(ValueError, match=r"CGD\(4\)"):
+        CGD(4)(torch.randn(1, 5, 2, 2, 2))
+
+
+@pytest.mark.parametrize(
+    "kwargs,valid",
+    [
+        ({"variant": "v11"}, ALL_VARIANTS),
+        ({"temporal": "sum"}, ALL_TEMPORAL),
+        ({"init": "kaiming"}, ["xavier", "zeros"]),
+    ],
+)
+def test_unknown_choice_lists_valid(kwargs, valid):
+    with pytest.raises(ValueError) as err:
+        CGD(4, num_frames=2, **kwargs)
+    bad = next(iter(kwargs.values()))
+    assert repr(bad) in str(err.value)
+    for name in valid:
+        assert name in str(err.value)
+
+
+def test_attention_factory():
+    assert create_attention("none", 64) is None
+    m = create_attention("cgd", 64, variant="v3", temporal="concat", num_frames=2, init="zeros")
+    assert isinstance(m, CGD) and m.variant == "v3" and m.dim == 128
+    with pytest.raises(ValueError) as err:
+        create_attention("se", 64)
+    assert "'se'" in str(err.value) and "cgd" in str(err.value) and "none" in str(err.value)
+
+
+def test_resnet50_parameter_sums():
+    """v10 over the 16 ResNet-50 bottleneck conv1 widths: the paper's +0.02M (shared) and concat."""
+    blocks = [(64, 8)] * 3 + [(128, 4)] * 4 + [(256, 4)] * 6 + [(512, 4)] * 3  # (C, T in the 32-frame layout)
+
+    def total(temporal):
+        mods = [create_attention("cgd", c, variant="v10", temporal=temporal, num_frames=t) for c, t in blocks]
+        return sum(p.numel() for m in mods for p in m.parameters())
+
+    assert total("shared") == 22_656
+    assert total("mean") == 22_656
+    assert total("concat") == 95_232
+
+
+def test_no_outer_product_memory():
+    """D = 2048*32 = 65536: a D x D float32 outer product would need 16 GiB; O(D) work is instant."""
+    m = _randomised(CGD(2048, variant="v10", temporal="concat", num_frames=32))
+    x = torch.randn(1, 2048, 32, 1, 2)
+    assert m(x).shape == x.shape
+
+
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+def test_channels_last_3d(temporal):
+    m = _randomised(CGD(8, temporal=temporal, num_frames=3))
+    x = torch.randn(2, 8, 3, 5, 4)
+    xc = x.contiguous(memory_format=torch.channels_last_3d)
+    out = m(xc)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, m(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_descriptor_in_float32(dtype):
+    m = _randomised(CGD(8, variant="v10", temporal="shared"))
+    x = torch.randn(2, 8, 3, 5, 4).to(dtype)
+    assert m.descriptor(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s = m.scale(x)
+        out = m(x)
+    assert s.dtype == dtype and out.dtype == dtype
+    ref = m.scale(x.float())  # same (rounded) input, float32 throughout
+    torch.testing.assert_close(s.float(), ref, rtol=0, atol=1e-2)
+
+
+def test_half_module_weights():
+    """model.half() / .bfloat16(): weights low precision, descriptor still computed in float32."""
+    m = _randomised(CGD(8, variant="v10", temporal="frame")).bfloat16()
+    x = torch.randn(2, 8, 3, 5, 4).bfloat16()
+    out = m(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_trace_matches_eager():
+    m = _randomised(CGD(8, variant="v10", temporal="shared")).eval()
+    x = torch.randn(2, 8, 3, 5, 4)
+    traced = torch.jit.trace(m, x)
+    x2 = torch.randn(3, 8, 2, 6, 6)
+    torch.testing.assert_close(traced(x2), m(x2))
