@@ -1,0 +1,87 @@
+"""Checkpoints: weights_only loadable, atomic, RNG round trip, incompatible model/config refused."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cgd_video.config import load_config
+from cgd_video.engine.checkpoint import (
+    CheckpointError,
+    check_model_compatible,
+    check_resume_compatible,
+    get_rng_state,
+    load_checkpoint,
+    model_fingerprint,
+    save_checkpoint,
+    set_rng_state,
+)
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    return model, opt, scaler
+
+
+def test_roundtrip_weights_only(tmp_path):
+    cfg = load_config("ucf101_cgd", ["SEED", "5"])
+    model, opt, scaler = _setup()
+    path = save_checkpoint(tmp_path / "ck" / "last.pt", model, opt, scaler, 3, 42, cfg, ["a", "b", "c"])
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+    raw = torch.load(path, weights_only=True)  # data only, no pickled code
+    assert raw["epoch"] == 3 and raw["iteration"] == 42 and raw["classes"] == ["a", "b", "c"]
+    assert isinstance(raw["cfg"], str) and "SEED: 5" in raw["cfg"]
+    assert all(isinstance(v, torch.Tensor) for v in raw["rng"].values())
+    ck = load_checkpoint(path)
+    m2, o2, _ = _setup()
+    m2.load_state_dict(ck["model"])
+    o2.load_state_dict(ck["optimizer"])
+    for a, b in zip(model.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(opt.state_dict()["state"][0]["momentum_buffer"], o2.state_dict()["state"][0]["momentum_buffer"])
+
+
+def test_rng_state_roundtrip():
+    random.gauss(0, 1)
+    s = get_rng_state()
+    a = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3).tolist())
+    set_rng_state(s)
+    assert (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3).tolist()) == a
+
+
+def test_different_model_refused_with_keys(tmp_path):
+    cfg = load_config("ucf101_cgd")
+    model, opt, scaler = _setup()
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, cfg, []))
+    check_model_compatible(ck, cfg)
+    other = load_config("ucf101_c2d")  # no CGD
+    assert model_fingerprint(other) != model_fingerprint(cfg)
+    with pytest.raises(CheckpointError, match=r"MODEL\.ATTENTION: checkpoint 'cgd' vs now 'none'"):
+        check_model_compatible(ck, other)
+    with pytest.raises(CheckpointError, match="different model"):
+        check_resume_compatible(ck, other)
+
+
+def test_different_recipe_refused_but_free_keys_allowed(tmp_path):
+    cfg = load_config("ucf101_cgd")
+    model, opt, scaler = _setup()
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, cfg, []))
+    check_resume_compatible(ck, load_config("ucf101_cgd", ["SOLVER.MAX_EPOCH", "120", "DATALOADER.NUM_WORKERS", "0"]))
+    with pytest.raises(CheckpointError, match=r"SOLVER\.BASE_LR"):
+        check_resume_compatible(ck, load_config("ucf101_cgd", ["SOLVER.BASE_LR", "0.1"]))
+
+
+def test_unsafe_or_missing_files_error_with_path(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "code.pt"
+    torch.save({"model": {}, "obj": nn.Linear(2, 2)}, bad)  # a pickled module: not plain data
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(bad)
