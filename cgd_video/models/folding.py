@@ -1,0 +1,68 @@
+"""Eval-time folding of CGD's per-sample scale into the following BatchNorm (paper Sec. 3.3).
+
+"Implementation of CGD blocks": the global description can be merged with the batch-normalisation
+parameters to avoid the extra *axpby* pass at inference time. In eval mode BN is the affine map
+``bn(v) = k * v + shift`` with ``k = gamma / sqrt(var + eps)`` and ``shift = beta - k * mean``, so
+
+    bn(X * s) = X * (s * k) + shift
+
+where ``s = 1 + y`` is CGD's (N, C, T or 1, 1, 1) scale (Eq. 11). ``s * k`` is a tiny per-sample
+tensor; the big tensor X is then read once and written once by a single ``torch.addcmul`` instead
+of twice (``X * s``, then BN).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["scaled_batch_norm"]
+
+
+def _bn_affine(bn: nn.modules.batchnorm._BatchNorm, ndim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(k, shift) of an eval-mode BN, shaped (1, C, 1, ..., 1) for an ``ndim``-D input."""
+    var = bn.running_var.to(dtype)
+    mean = bn.running_mean.to(dtype)
+    k = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        k = k * bn.weight.to(dtype)
+    shift = -mean * k
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(dtype)
+    shape = (1, -1) + (1,) * (ndim - 2)
+    return k.view(shape), shift.view(shape)
+
+
+def scaled_batch_norm(x: Tensor, scale: Tensor, bn: nn.Module, relu: bool = False) -> Tensor:
+    """``bn(x * scale)`` (then ReLU if ``relu``) with BN in eval mode, as one fused elementwise pass.
+
+    Args:
+        x: features with channels in dim 1, e.g. (N, C, T, H, W); any memory layout (the output
+            keeps x's strides when x is dense, so a clip view of a (N*T, C, H, W) frame batch
+            folds back without a copy).
+        scale: CGD's ``module.scale(x)``, broadcastable to x, e.g. (N, C, T or 1, 1, 1).
+        bn: a BatchNorm (1d/2d/3d; only its running statistics, affine parameters and eps are
+            used, so a BatchNorm2d serves a 5-D clip view). Must be in eval mode.
+        relu: apply ReLU in place on the result (saves the allocation of a separate ReLU).
+
+    Returns a tensor of x's shape and dtype. The folded coefficients are computed in float32
+    (float64 for float64 inputs) and cast to x's dtype.
+    """
+    if bn.training:
+        raise ValueError(
+            "cgd_video/models/folding.py: scaled_batch_norm folds BN's running statistics and needs "
+            "bn in eval mode; in training call bn(x * scale)"
+        )
+    if scale.dim() != x.dim():
+        raise ValueError(
+            f"cgd_video/models/folding.py: scale must have x's rank ({x.dim()}), got {tuple(scale.shape)} "
+            f"for x {tuple(x.shape)}"
+        )
+    if bn.running_mean is None:  # track_running_stats=False: eval BN normalises with batch statistics
+        out = F.batch_norm(x * scale, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+        return out.relu_() if relu else out
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    k, shift = _bn_affine(bn, x.dim(), dtype)
+    mult = (scale.to(dtype) * k).to(x.dtype)
+    out = torch.addcmul(shift.to(x.dtype), x, mult)
+    return out.relu_() if relu else out
