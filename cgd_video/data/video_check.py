@@ -1,0 +1,132 @@
+"""Find the videos that will not decode, before a training run meets them.
+
+:func:`check_videos` opens every video with :func:`cgd_video.data.decoding.open_video` (the reader the
+datasets use: decord with PyAV fallback) in a pool of processes, and decodes the first, middle and last
+frame (``full=True``: every frame). Stream facts (codec, size) come from PyAV probing. Results are
+written as ``check_report.csv``; the lists keep only videos that decode and ``rejected.txt`` names the
+others with the reason. Files are never deleted or moved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
+
+from cgd_video.utils.atomic import atomic_write_text
+
+__all__ = ["CheckResult", "check_video", "check_videos", "write_check_report", "write_rejected"]
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of ``check_report.csv``. ``status`` is ``"ok"`` or ``"error"``; ``size`` is ``WxH``."""
+
+    path: str
+    status: str
+    frames: int = 0
+    fps: float = 0.0
+    size: str = ""
+    codec: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _probe(path: Path) -> tuple:
+    """(codec name, 'WxH') of the first video stream, ('', '') when PyAV cannot open it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.name, f"{stream.codec_context.width}x{stream.codec_context.height}"
+    except Exception:  # the decode step below reports the real reason
+        return "", ""
+
+
+def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = False) -> CheckResult:
+    """Open and decode one video; never raises for a bad file (the reason goes to ``error``).
+
+    Args:
+        path: video path, relative to ``root`` when ``root`` is given (the report keeps it as given).
+        root: data root; ``None`` when ``path`` is usable as is.
+        full: decode every frame instead of the first, middle and last.
+    """
+    from cgd_video.data.decoding import VideoDecodeError, open_video
+
+    file = Path(root) / path if root is not None else Path(path)
+    codec, size = _probe(file) if file.is_file() else ("", "")
+    try:
+        reader = open_video(file)
+        n = int(reader.num_frames)
+        if n <= 0:
+            raise VideoDecodeError(file, "no decodable frames")
+        if full:
+            frames = reader.get_all()
+            n = int(frames.shape[0])
+        else:
+            frames = reader.get(sorted({0, n // 2, n - 1}))
+        if not size:
+            size = f"{frames.shape[2]}x{frames.shape[1]}"
+        return CheckResult(str(path), "ok", n, round(float(reader.fps), 3), size, codec, "")
+    except Exception as err:  # VideoDecodeError, or anything a broken file makes a decoder raise
+        reason = err.reason if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
+        return CheckResult(str(path), "error", 0, 0.0, size, codec, " ".join(reason.split()))
+
+
+def _check_one(args: tuple) -> CheckResult:
+    return check_video(*args)
+
+
+def check_videos(
+    paths: Sequence[PathLike],
+    root: Optional[PathLike] = None,
+    workers: Optional[int] = None,
+    full: bool = False,
+    progress: bool = True,
+) -> List[CheckResult]:
+    """Check ``paths`` in parallel (``workers`` processes, default all CPUs; 0 = in this process).
+
+    Results come back in the order of ``paths``. A tqdm bar shows progress when ``progress``.
+    """
+    from tqdm import tqdm
+
+    jobs = [(p, root, full) for p in paths]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    bar = tqdm(total=len(jobs), desc="checking videos", unit="video", disable=not progress)
+    results = []
+    with bar:
+        if workers <= 0 or len(jobs) <= 1:
+            for job in jobs:
+                results.append(_check_one(job))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                for result in pool.map(_check_one, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+                    results.append(result)
+                    bar.update(1)
+    return results
+
+
+def write_check_report(path: PathLike, results: Iterable[CheckResult]) -> Path:
+    """``check_report.csv``: header ``path,status,frames,fps,size,codec,error``, one row per video."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(CheckResult)], lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(asdict(r))
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_rejected(path: PathLike, results: Iterable[CheckResult]) -> Path:
+    """``rejected.txt``: ``<path>\\t<reason>`` for every video that did not decode (may be empty)."""
+    return atomic_write_text(path, "".join(f"{r.path}\t{r.error}\n" for r in results if not r.ok))
