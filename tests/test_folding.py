@@ -120,3 +120,21 @@ def test_gradient_flows_in_eval():
     h.grad = None
     torch.relu(bn(cgd(h))).sum().backward()
     torch.testing.assert_close(g_folded, h.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_one_pass_path_matches_addcmul():
+    """The BN-kernel path is taken for dense clip layouts and equals addcmul exactly where it applies."""
+    from cgd_video.models.folding import _cpu_affine
+
+    n, c, t = 2, 5, 3
+    mult, shift = torch.randn(n, c, t, 1, 1), torch.randn(1, c, 1, 1, 1)
+    plain = torch.randn(n, c, t, 4, 6)
+    frame_view = torch.randn(n * t, c, 4, 6).unflatten(0, (n, -1)).transpose(1, 2)
+    for x in (plain, frame_view, plain.double()):
+        out = _cpu_affine(x, mult.to(x.dtype), shift.to(x.dtype))
+        assert out is not None and out.stride() == x.stride()
+        torch.testing.assert_close(out, torch.addcmul(shift.to(x.dtype), x, mult.to(x.dtype)), rtol=1e-6, atol=1e-6)
+    per_channel = torch.randn(n, c, 1, 1, 1)
+    torch.testing.assert_close(_cpu_affine(plain, per_channel, shift), torch.addcmul(shift, plain, per_channel))
+    assert _cpu_affine(plain.contiguous(memory_format=torch.channels_last_3d), mult, shift) is None
+    assert _cpu_affine(plain.bfloat16(), mult.bfloat16(), shift.bfloat16()) is None

@@ -64,5 +64,34 @@ def scaled_batch_norm(x: Tensor, scale: Tensor, bn: nn.Module, relu: bool = Fals
     dtype = torch.promote_types(x.dtype, torch.float32)
     k, shift = _bn_affine(bn, x.dim(), dtype)
     mult = (scale.to(dtype) * k).to(x.dtype)
-    out = torch.addcmul(shift.to(x.dtype), x, mult)
+    out = _cpu_affine(x, mult, shift.to(x.dtype)) if x.device.type == "cpu" else None
+    if out is None:
+        out = torch.addcmul(shift.to(x.dtype), x, mult)
     return out.relu_() if relu else out
+
+
+def _cpu_affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor | None:
+    """``x * mult + shift`` through ATen's one-pass eval BN kernel, or None when it does not apply.
+
+    On CPU, ``addcmul`` with two broadcast operands is slower than BN's per-channel kernel (about
+    2x at (1, 64, 8, 56, 56)). When the non-spatial dims of x can be ordered so that x is
+    contiguous (a plain clip, or the clip view of a (N*T, C, H, W) frame batch), every
+    (sample, channel, frame) row becomes one BN "channel" with mean 0, var 1, eps 0, so BN computes
+    exactly ``x * weight + bias`` with weight/bias the expanded ``mult``/``shift``.
+    """
+    if x.dim() < 3 or x.dtype not in (torch.float32, torch.float64):
+        return None
+    lead = 3 if x.dim() == 5 else 2  # rows: (N, C, T) of a clip, (N, C) otherwise
+    order = sorted(range(lead), key=lambda d: -x.stride(d))
+    perm = order + list(range(lead, x.dim()))
+    xp = x.permute(perm)
+    if not xp.is_contiguous():
+        return None
+    rows = xp.shape[:lead].numel()
+    full = xp.shape[:lead] + (1,) * (x.dim() - lead)
+    weight = mult.expand(x.shape[:lead] + mult.shape[lead:]).permute(perm).reshape(full).reshape(rows)
+    bias = shift.expand(x.shape[:lead] + shift.shape[lead:]).permute(perm).reshape(full).reshape(rows)
+    ones = torch.ones(rows, dtype=x.dtype, device=x.device)
+    zeros = torch.zeros(rows, dtype=x.dtype, device=x.device)
+    out = F.batch_norm(xp.reshape(1, rows, -1), zeros, ones, weight, bias, False, 0.0, 0.0)
+    return out.view(xp.shape).permute([perm.index(d) for d in range(x.dim())])
