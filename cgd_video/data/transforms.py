@@ -1,0 +1,128 @@
+"""Clip transforms (paper Sec. 4.1, PROTOCOL §5): uint8 until the very end, then ImageNet normalisation.
+
+Input frames are uint8 ``(T, H, W, 3)`` (what the readers in :mod:`cgd_video.data.decoding` return).
+Crops are slices; resizing is ``torchvision.transforms.v2.functional.resize`` (bilinear, antialiased) on
+uint8 ``(T, 3, H, W)`` views; the single conversion to float happens in :func:`normalize`, which returns
+the model layout ``(3, T, H, W)`` float32.
+
+Train augmentation (``aug``):
+  ``"paper"``: a random square of 0.75-1 of the shorter side at a random position, resized to
+  ``crop_size`` (the paper's "random crop of 0.75-1 of the frame's shorter side").
+  ``"jitter"``: shorter side resized to a random size in ``jitter`` (Non-local / PySlowFast [256, 320]),
+  then a random ``crop_size`` square.
+Both then flip horizontally with probability 1/2. Test: shorter side to ``test_scale``, then 1 or 3 crops
+of ``test_crop`` along the longer side. Frames smaller than a crop are scaled up first (never padded).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cgd_video.data import sampling
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TRAIN_AUGS",
+    "crop",
+    "normalize",
+    "resize_short_side",
+    "short_side_size",
+    "test_frames",
+    "test_views",
+    "train_transform",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TRAIN_AUGS = ("paper", "jitter")
+
+
+def _to_tchw(frames: torch.Tensor) -> torch.Tensor:
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    return frames.permute(0, 3, 1, 2)  # a view: channels-last memory, which torchvision's uint8 resize likes
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """Output ``(h, w)`` with the shorter side ``short`` (torchvision's rounding: the longer side floors)."""
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
+    """Resize ``(T, 3, H, W)`` uint8 so that the shorter side is ``short`` (bilinear, antialiased)."""
+    size = short_side_size(x.shape[-2], x.shape[-1], short)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return TF.resize(x, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+def crop(x: torch.Tensor, box: sampling.Box) -> torch.Tensor:
+    """Slice a ``(top, left, height, width)`` box out of ``(..., H, W)``."""
+    top, left, h, w = box
+    return x[..., top : top + h, left : left + w]
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``, ``(x / 255 - mean) / std``."""
+    m = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+    return (x.permute(1, 0, 2, 3).to(torch.float32).div_(255.0) - m).div_(s).contiguous()
+
+
+def train_transform(
+    frames: torch.Tensor,
+    rng: np.random.Generator,
+    crop_size: int = 224,
+    aug: str = "paper",
+    jitter: Sequence[int] = (256, 320),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """One augmented training clip ``(3, T, crop_size, crop_size)`` float32 from uint8 ``(T, H, W, 3)``.
+
+    Random draws, in order: crop (or scale, then crop), then flip; all from ``rng``.
+    """
+    x = _to_tchw(frames)
+    height, width = x.shape[-2:]
+    if aug == "paper":
+        x = crop(x, sampling.random_square_crop_box(height, width, rng))
+        x = TF.resize(x, [crop_size, crop_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    elif aug == "jitter":
+        x = resize_short_side(x, max(sampling.jitter_short_side(rng, jitter), crop_size))
+        x = crop(x, sampling.random_crop_box(x.shape[-2], x.shape[-1], crop_size, rng))
+    else:
+        raise ValueError(f"unknown train augmentation {aug!r}; valid: {', '.join(TRAIN_AUGS)}")
+    if rng.random() < 0.5:
+        x = x.flip(-1)
+    return normalize(x, mean, std)
+
+
+def test_frames(frames: torch.Tensor, test_scale: int = 256, test_crop: int = 256) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> uint8 ``(T, 3, h, w)`` with shorter side ``max(test_scale, test_crop)``."""
+    return resize_short_side(_to_tchw(frames), max(test_scale, test_crop))
+
+
+def test_views(
+    frames: torch.Tensor,
+    test_scale: int = 256,
+    test_crop: int = 256,
+    num_crops: int = 3,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """The ``num_crops`` test views of one clip: ``(num_crops, 3, T, test_crop, test_crop)`` float32."""
+    x = test_frames(frames, test_scale, test_crop)
+    boxes = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], test_crop, num_crops)
+    return torch.stack([normalize(crop(x, box), mean, std) for box in boxes])
+
+
+for _fn in (test_frames, test_views):
+    _fn.__test__ = False  # importable into pytest modules without being collected
+del _fn

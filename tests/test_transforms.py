@@ -1,0 +1,85 @@
+"""cgd_video.data.transforms: normalisation vs float64, resize vs torchvision, crops, scale-up, train augs."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cgd_video.data import transforms as T
+
+
+def _frames(t=3, h=24, w=36, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8))
+
+
+def test_normalize_matches_float64_reference_and_layout():
+    frames = _frames()
+    out = T.normalize(frames.permute(0, 3, 1, 2), T.IMAGENET_MEAN, T.IMAGENET_STD)
+    ref = (frames.double().numpy() / 255.0 - np.array(T.IMAGENET_MEAN)) / np.array(T.IMAGENET_STD)
+    ref = torch.from_numpy(ref).permute(3, 0, 1, 2)  # (3, T, H, W)
+    assert out.dtype == torch.float32 and out.shape == (3, 3, 24, 36) and out.is_contiguous()
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("hw,short", [((24, 36), 16), ((36, 24), 50), ((240, 320), 256), ((25, 37), 24)])
+def test_resize_short_side_matches_torchvision(hw, short):
+    x = _frames(2, *hw).permute(0, 3, 1, 2)
+    got = T.resize_short_side(x, short)
+    ref = TF.resize(x.contiguous(), [short], antialias=True)  # torchvision computes the long side itself
+    assert got.shape == ref.shape and min(got.shape[-2:]) == short
+    assert (got.int() - ref.int()).abs().max() <= 1  # channels-last vs contiguous uint8 kernels may round apart
+
+
+def test_test_views_are_exact_crops_when_no_resize_is_needed():
+    frames = _frames(2, 32, 48)
+    views = T.test_views(frames, test_scale=32, test_crop=32, num_crops=3)
+    assert views.shape == (3, 3, 2, 32, 32)
+    x = frames.permute(0, 3, 1, 2)
+    for view, left in zip(views, (0, 8, 16)):  # left, centre, right along the longer (width) side
+        assert torch.equal(view, T.normalize(x[..., :, left : left + 32], T.IMAGENET_MEAN, T.IMAGENET_STD))
+    portrait = T.test_views(frames.transpose(1, 2), 32, 32, 3)  # 48x32: top, centre, bottom
+    assert torch.equal(portrait[2], T.normalize(x.transpose(-1, -2)[..., 16:48, :], T.IMAGENET_MEAN, T.IMAGENET_STD))
+
+
+def test_frames_smaller_than_the_crop_are_scaled_up():
+    frames = _frames(2, 20, 30)
+    views = T.test_views(frames, test_scale=16, test_crop=40, num_crops=1)
+    assert views.shape == (1, 3, 2, 40, 40)
+    up = TF.resize(frames.permute(0, 3, 1, 2).contiguous(), [40, 60], antialias=True)
+    expected = T.normalize(up[..., :, 10:50], T.IMAGENET_MEAN, T.IMAGENET_STD)
+    assert (views[0] - expected).abs().max() < 2 / 255 / 0.224  # within one uint8 step
+    for aug in T.TRAIN_AUGS:
+        clip = T.train_transform(frames, np.random.default_rng(0), crop_size=40, aug=aug, jitter=(24, 28))
+        assert clip.shape == (3, 2, 40, 40) and torch.isfinite(clip).all()
+
+
+def test_paper_aug_is_crop_resize_flip_in_that_order():
+    frames = _frames(2, 40, 60)
+    for seed in range(6):
+        clip = T.train_transform(frames, np.random.default_rng(seed), crop_size=24, aug="paper")
+        rng = np.random.default_rng(seed)
+        side = int(round(rng.uniform(0.75, 1.0) * 40))
+        top, left = int(rng.integers(0, 40 - side + 1)), int(rng.integers(0, 60 - side + 1))
+        x = frames.permute(0, 3, 1, 2)[..., top : top + side, left : left + side]
+        x = TF.resize(x, [24, 24], antialias=True)
+        if rng.random() < 0.5:
+            x = x.flip(-1)
+        assert torch.equal(clip, T.normalize(x, T.IMAGENET_MEAN, T.IMAGENET_STD)), seed
+
+
+def test_train_augs_flip_about_half_the_time_and_are_deterministic():
+    frames = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
+    frames[..., :16, :] = 255  # bright left half
+    left_bright = []
+    for seed in range(40):
+        clip = T.train_transform(frames, np.random.default_rng(seed), 32, aug="jitter", jitter=(32, 32))
+        assert torch.equal(clip, T.train_transform(frames, np.random.default_rng(seed), 32, "jitter", (32, 32)))
+        left_bright.append(bool(clip[0, 0, 16, 0] > clip[0, 0, 16, -1]))
+    assert 8 < sum(left_bright) < 32
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="paper, jitter"):
+        T.train_transform(_frames(), np.random.default_rng(0), 16, aug="mixup")
+    with pytest.raises(ValueError, match=r"uint8 frames \(T, H, W, 3\)"):
+        T.test_views(_frames().float(), 16, 16, 1)
