@@ -37,9 +37,10 @@ _C.MODEL.CGD_TEMPORAL = "shared"
 _C.MODEL.CGD_POSITION = "conv1"
 # CGD weight init: "xavier" (authors' code) or "zeros" (identity at start).
 _C.MODEL.CGD_INIT = "xavier"
-# Non-local baseline block: "none", "nonlocal" (embedded Gaussian) or "cgnl" (PROTOCOL.md §4).
+# Non-local baseline block: "none", "nl" (embedded Gaussian) or "cgnl" (dot product), PROTOCOL.md §4.
 _C.MODEL.NONLOCAL = "none"
-# Placement of the non-local / CGNL block(s): "res4_last" (one block before res4's last block) or "5block".
+# Placement of the non-local / CGNL block(s): "res4_last" (one block before res4's last block, Table 3)
+# or "nl5" (the Non-local paper's 5 blocks in res3/res4).
 _C.MODEL.NONLOCAL_PLACEMENT = "res4_last"
 # CGNL groups: 1 for the UCF-101 row, 8 for the Mini-Kinetics row of Table 3.
 _C.MODEL.CGNL_GROUPS = 8

@@ -1,0 +1,134 @@
+"""Config -> plain keyword arguments for models and datasets (DESIGN.md: the only place that reads cfg keys
+for them). Models and datasets never see the config; tests and the Python API can build them directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+
+__all__ = [
+    "model_kwargs",
+    "build_model",
+    "read_classes_for",
+    "train_dataset_kwargs",
+    "test_dataset_kwargs",
+    "build_train_dataset",
+    "build_test_dataset",
+]
+
+GENERIC_MODEL = "c2d_resnet"  # MODEL.NAME that builds C2DResNet directly from the MODEL keys
+
+
+def model_kwargs(cfg) -> Dict[str, Any]:
+    """``C2DResNet`` / ``create_model`` keyword arguments from ``cfg.MODEL`` and ``cfg.DATA.NUM_FRAMES``."""
+    m = cfg.MODEL
+    kw: Dict[str, Any] = dict(
+        num_classes=m.NUM_CLASSES,
+        layout=m.LAYOUT,
+        num_frames=cfg.DATA.NUM_FRAMES,
+        attention=m.ATTENTION,
+        attention_position=m.CGD_POSITION,
+        nonlocal_type=m.NONLOCAL,
+        nonlocal_placement=m.NONLOCAL_PLACEMENT,
+        cgnl_groups=m.CGNL_GROUPS,
+        dropout=m.DROPOUT,
+        zero_init_residual=m.ZERO_INIT_RESIDUAL,
+    )
+    if m.ATTENTION != "none":
+        kw["attention_kwargs"] = dict(variant=m.CGD_VARIANT, temporal=m.CGD_TEMPORAL, init=m.CGD_INIT)
+    return kw
+
+
+def build_model(cfg, load_pretrained: bool = True) -> nn.Module:
+    """The model ``cfg`` describes; ImageNet weights from ``MODEL.PRETRAINED`` when set (local file)."""
+    from cgd_video.models import C2DResNet, create_model, load_imagenet_weights
+
+    kw = model_kwargs(cfg)
+    if cfg.MODEL.NAME == GENERIC_MODEL:
+        model = C2DResNet(depth=cfg.MODEL.DEPTH, **kw)
+    else:  # a registered preset: its depth is part of its name
+        model = create_model(cfg.MODEL.NAME, **kw)
+    if load_pretrained and cfg.MODEL.PRETRAINED:
+        load_imagenet_weights(model, cfg.MODEL.PRETRAINED)
+    return model
+
+
+def read_classes_for(cfg) -> List[str]:
+    """Class names from ``DATA.CLASSES`` (checked against ``MODEL.NUM_CLASSES``), else ``class_<i>``."""
+    from cgd_video.data.lists import read_classes
+
+    if not cfg.DATA.CLASSES:
+        return [f"class_{i}" for i in range(cfg.MODEL.NUM_CLASSES)]
+    names = read_classes(cfg.DATA.CLASSES)
+    if len(names) != cfg.MODEL.NUM_CLASSES:
+        raise ValueError(
+            f"DATA.CLASSES {cfg.DATA.CLASSES} names {len(names)} classes but MODEL.NUM_CLASSES is "
+            f"{cfg.MODEL.NUM_CLASSES}; set MODEL.NUM_CLASSES {len(names)}"
+        )
+    return names
+
+
+def _records(cfg, key: str):
+    from cgd_video.data.lists import read_video_list
+
+    path = cfg.DATA.get(key)
+    if not path:
+        raise ValueError(f"config key DATA.{key} is empty: set it to a list file ('<relative path> <label>' lines)")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"DATA.{key}: list file {path} does not exist")
+    return read_video_list(path, num_classes=cfg.MODEL.NUM_CLASSES)
+
+
+def train_dataset_kwargs(cfg) -> Dict[str, Any]:
+    d = cfg.DATA
+    return dict(
+        root=d.ROOT,
+        num_frames=d.NUM_FRAMES,
+        sampling_rate=d.SAMPLING_RATE,
+        crop_size=d.TRAIN_CROP,
+        aug=d.TRAIN_AUG,
+        jitter=tuple(d.TRAIN_JITTER),
+        mean=tuple(d.MEAN),
+        std=tuple(d.STD),
+        backend=d.BACKEND,
+        seed=cfg.SEED,
+        max_retries=d.MAX_RETRIES,
+    )
+
+
+def test_dataset_kwargs(cfg, num_clips: Optional[int] = None, num_crops: Optional[int] = None) -> Dict[str, Any]:
+    d = cfg.DATA
+    return dict(
+        root=d.ROOT,
+        num_frames=d.NUM_FRAMES,
+        sampling_rate=d.SAMPLING_RATE,
+        num_clips=cfg.TEST.NUM_CLIPS if num_clips is None else num_clips,
+        num_crops=cfg.TEST.NUM_CROPS if num_crops is None else num_crops,
+        test_scale=d.TEST_SCALE,
+        test_crop=d.TEST_CROP,
+        mean=tuple(d.MEAN),
+        std=tuple(d.STD),
+        backend=d.BACKEND,
+    )
+
+
+def build_train_dataset(cfg):
+    """``TrainClipDataset`` over ``DATA.TRAIN_LIST``."""
+    from cgd_video.data.datasets import TrainClipDataset
+
+    return TrainClipDataset(_records(cfg, "TRAIN_LIST"), **train_dataset_kwargs(cfg))
+
+
+def build_test_dataset(cfg, split: str = "test", num_clips: Optional[int] = None, num_crops: Optional[int] = None):
+    """``MultiViewTestDataset`` over ``DATA.TEST_LIST`` (``split="val"``: ``DATA.VAL_LIST``, falling back to
+    the test list). ``num_clips``/``num_crops`` override ``TEST.*`` (validation uses the centre view, 1 x 1).
+    """
+    from cgd_video.data.datasets import MultiViewTestDataset
+
+    if split not in ("test", "val"):
+        raise ValueError(f"split {split!r} is not one of ['test', 'val']")
+    key = "VAL_LIST" if split == "val" and cfg.DATA.VAL_LIST else "TEST_LIST"
+    return MultiViewTestDataset(_records(cfg, key), **test_dataset_kwargs(cfg, num_clips, num_crops))
