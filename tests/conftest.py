@@ -45,7 +45,7 @@ def bad_videos(tmp_path) -> Dict[str, Path]:
     return paths
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (official UCF-101 split files, Mini-Kinetics-200 id lists), or skip."""
     if not SHARED_DATA.is_dir():

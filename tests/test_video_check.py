@@ -1,0 +1,63 @@
+"""Decode check: good synthetic videos pass, broken files are reported (never deleted), lists filtered."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+from cgd_video.data.lists import read_video_list
+from cgd_video.data.video_check import check_video, check_videos
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import build_lists  # noqa: E402
+
+
+def test_check_video_good_and_bad(synthetic_dataset, synthetic_kw, bad_videos):
+    good = next((synthetic_dataset / "videos").rglob("*.mp4"))
+    result = check_video(good.name, root=good.parent)
+    w, h = synthetic_kw["size"]
+    assert (result.status, result.frames, result.fps, result.size, result.codec, result.error) == (
+        "ok", synthetic_kw["frames"], float(synthetic_kw["fps"]), f"{w}x{h}", "h264", "")
+    assert check_video(good, full=True).frames == synthetic_kw["frames"]
+    for name, path in bad_videos.items():
+        bad = check_video(path)
+        assert bad.status == "error" and bad.error and bad.frames == 0, (name, bad)
+        assert "\n" not in bad.error
+    assert "empty" in check_video(bad_videos["empty"]).error
+    assert "not found" in check_video("nope.mp4", root=synthetic_dataset).error
+
+
+def test_check_videos_keeps_order_in_process(synthetic_dataset, bad_videos):
+    good = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[:2]
+    paths = [good[0], bad_videos["text"], good[1], bad_videos["truncated"]]
+    results = check_videos(paths, workers=0, progress=False)
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert [r.ok for r in results] == [True, False, True, False]
+
+
+def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, tmp_path, capsys):
+    root = tmp_path / "videos"
+    good = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[:3]
+    for i, path in enumerate(good):
+        (root / ("Good" if i < 2 else "Mixed")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / ("Good" if i < 2 else "Mixed") / path.name)
+    for path in bad_videos.values():
+        shutil.copy(path, root / "Mixed" / path.name)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    out = tmp_path / "lists"
+    assert build_lists.main(["folder", "--root", str(root), "--out", str(out), "--check", "--workers", "2"]) == 0
+    assert "3 videos do not decode" in capsys.readouterr().out
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved
+    with open(out / "check_report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "status", "frames", "fps", "size", "codec", "error"]
+    status = {row["path"]: row["status"] for row in rows}
+    bad_names = {f"Mixed/{p.name}" for p in bad_videos.values()}
+    assert {p for p, s in status.items() if s == "error"} == bad_names and len(status) == 6
+    rejected = dict(line.split("\t") for line in (out / "rejected.txt").read_text().splitlines())
+    assert set(rejected) == bad_names and all(rejected.values())
+    train = read_video_list(out / "train.txt", num_classes=2)
+    assert sorted(r.path for r in train) == sorted(p for p, s in status.items() if s == "ok")
+    assert {r.label for r in train} == {0, 1}
