@@ -85,3 +85,127 @@ def test_writer_rejects_other_topk_and_unknown_extension(tmp_path):
         ResultWriter(out, topk=5)
     with pytest.raises(ValueError, match=r"\.jsonl"):
         ResultWriter(tmp_path / "p.txt", topk=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# tools/infer.py end to end on a folder mixing good and broken files
+# ------------------------------------------------------------------------------------------------
+import shutil  # noqa: E402
+import sys  # noqa: E402
+
+from test_predictor import CLASSES, make_tiny_checkpoint  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import infer as infer_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.pt")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, synthetic_dataset, bad_videos) -> dict:
+    """3 good videos (one nested two levels down, one with an upper-case .MP4) + 3 broken ones,
+    plus files that must be ignored (a .txt, a hidden video, a video in a hidden folder)."""
+    good = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[:3]
+    folder = tmp_path / "in"
+    dest = {"good": [folder / "a.mp4", folder / "sub" / "deeper" / "b.mp4", folder / "C.MP4"]}
+    for src, dst in zip(good, dest["good"]):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    dest["bad"] = []
+    for name, src in bad_videos.items():
+        dst = folder / ("sub" if name == "text" else "") / src.name
+        shutil.copy(src, dst)
+        dest["bad"].append(dst)
+    _touch(folder / "readme.txt", b"not listed")
+    shutil.copy(good[0], folder / ".hidden.mp4")
+    _touch(folder / ".trash" / "x.mp4", b"")
+    dest["folder"] = folder
+    dest["spare"] = good[0]
+    return dest
+
+
+def _csv_rows(path: Path) -> list:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def _infer(ckpt, folder, out, *extra) -> int:
+    return infer_cli.main(["--ckpt", str(ckpt), "--input", str(folder), "--output", str(out), "--device", "cpu",
+                           "--batch-size", "2", "--topk", "3", *extra])
+
+
+def test_infer_folder_one_row_per_video_then_resume(tiny_ckpt, mixed_folder, tmp_path, capsys):
+    out = tmp_path / "preds.csv"
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "1") == 0
+    rows = _csv_rows(out)
+    status = {r["path"]: r["status"] for r in rows}
+    assert len(rows) == len(status) == 6
+    assert status == {**{str(p): "ok" for p in mixed_folder["good"]}, **{str(p): "error" for p in mixed_folder["bad"]}}
+    for r in rows:
+        if r["status"] == "ok":
+            assert r["error"] == "" and r["top1_label"] in CLASSES and {r["top2_label"], r["top3_label"]} <= set(CLASSES)
+            assert 0.0 < float(r["top3_score"]) <= float(r["top2_score"]) <= float(r["top1_score"]) <= 1.0
+        else:
+            assert r["error"] and r["top1_label"] == ""
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
+    assert "empty" in errors["empty.mp4"] and "0 bytes" in errors["empty.mp4"]
+    assert "done: 3 ok, 3 failed, 0 skipped" in capsys.readouterr().out
+
+    # Same command again: everything is skipped, the file is unchanged.
+    before = out.read_bytes()
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out) == 0
+    assert out.read_bytes() == before
+    assert "done: 0 ok, 0 failed, 6 skipped" in capsys.readouterr().out
+    # A new video: only it is scored and appended.
+    shutil.copy(mixed_folder["spare"], mixed_folder["folder"] / "sub" / "new.mkv")
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out) == 0
+    after = out.read_bytes()
+    assert after.startswith(before) and len(_csv_rows(out)) == 7
+    assert _csv_rows(out)[-1]["path"].endswith("new.mkv")
+    # --overwrite starts over: only this run's (single, broken) file remains.
+    listing = tmp_path / "one.txt"
+    listing.write_text(f"{mixed_folder['bad'][0]}\n")
+    assert _infer(tiny_ckpt, listing, out, "--overwrite") == 0
+    assert [(r["path"], r["status"]) for r in _csv_rows(out)] == [(str(mixed_folder["bad"][0]), "error")]
+
+
+def test_infer_ctrl_c_leaves_valid_file_and_resumes(tiny_ckpt, mixed_folder, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "preds.jsonl"
+    real = infer_cli.Predictor.predict_many
+
+    def interrupted(self, paths, **kw):
+        for i, row in enumerate(real(self, paths, **kw)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(infer_cli.Predictor, "predict_many", interrupted)
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "0") == 130
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(first) == 2 and "interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(infer_cli.Predictor, "predict_many", real)
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "0") == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[:2] == first and len({r["path"] for r in rows}) == len(rows) == 6
+    assert sorted(r["status"] for r in rows) == ["error"] * 3 + ["ok"] * 3
+    ok_first = sum(r["status"] == "ok" for r in first)
+    assert f"done: {3 - ok_first} ok, {1 + ok_first} failed, 2 skipped" in capsys.readouterr().out
+
+
+def test_infer_timeline_jsonl_and_argument_errors(tiny_ckpt, mixed_folder, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{mixed_folder['good'][0]}\n{mixed_folder['bad'][0]}\n")
+    out = tmp_path / "timeline.jsonl"
+    assert _infer(tiny_ckpt, listing, out, "--num-workers", "0", "--timeline", "0.4") == 0
+    ok, bad = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ok["status"] == "ok" and len(ok["timeline"]) == 3
+    assert ok["timeline"][0]["start"] == 0.0 and ok["timeline"][0]["top1_label"] in CLASSES
+    assert bad["status"] == "error" and "timeline" not in bad
+    with pytest.raises(SystemExit):
+        _infer(tiny_ckpt, listing, tmp_path / "t.csv", "--timeline", "1")  # timeline needs .jsonl
+    with pytest.raises(SystemExit):
+        _infer(tiny_ckpt, listing, tmp_path / "t.jsonl", "--views", "10x2")
+    with pytest.raises(SystemExit, match="missing"):
+        _infer(tiny_ckpt, tmp_path / "missing", tmp_path / "t.jsonl")

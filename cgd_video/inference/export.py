@@ -55,10 +55,15 @@ def _require_onnx():
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: PathLike) -> Path:
     """Trace ``model`` (eval mode) on ``example`` and save it to ``path`` atomically."""
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape checks in forward become constants for this clip shape: expected, not worth a warning.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(model, (example,), check_trace=False)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch>=2.10 steers users to torch.export
+        torch.jit.save(traced, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -67,9 +72,9 @@ def export_onnx(
     example: torch.Tensor,
     path: PathLike,
     opset: int = DEFAULT_OPSET,
-    dynamic_batch: bool = True,
+    dynamic_batch: bool = False,
 ) -> Path:
-    """Export ``model`` (eval mode) to ONNX at ``path`` atomically; the batch axis is dynamic by default.
+    """Export ``model`` (eval mode) to ONNX at ``path`` atomically; ``dynamic_batch`` marks the batch axis dynamic (check parity at the batch sizes you use: the graph may bake in the traced one).
 
     Input ``clip`` is ``(N, 3, T, H, W)`` float (ImageNet-normalised), output ``logits`` is ``(N, K)``.
     """
@@ -79,6 +84,7 @@ def export_onnx(
     dynamic_axes = {ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}} if dynamic_batch else None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter announces itself
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             model,
             (example,),
@@ -96,7 +102,9 @@ def export_onnx(
 
 
 def _load_torchscript(path: PathLike) -> Runner:
-    module = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
