@@ -53,15 +53,20 @@ class CGNLBlock(nn.Module):
         nn.init.zeros_(self.gn.weight)
         nn.init.zeros_(self.gn.bias)
 
+    def _by_group(self, v: torch.Tensor, num_clips: int) -> torch.Tensor:
+        """(N*T, C', H, W) → (N*groups, 1, C'/groups·T·H·W): one row per (clip, group)."""
+        v = v.unflatten(0, (num_clips, -1)).unflatten(2, (self.groups, -1)).transpose(1, 2)
+        return v.reshape(num_clips * self.groups, 1, -1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+        n, _, t, h, w = x.shape
         frames = fold_frames(x)
-        theta, phi, g = self.theta(frames), self.phi(frames), self.g(frames)
-        # Group view of each (N*T, C', H, W) map: (N, T, groups, C'/groups, H, W); sum over all but N, groups.
-        grouped = (n, -1, self.groups, self.inner_channels // self.groups) + tuple(phi.shape[2:])
-        att = (phi.view(grouped) * g.view(grouped)).sum(dim=(1, 3, 4, 5))  # (N, groups)
+        theta, phi, g = (self._by_group(conv(frames), n) for conv in (self.theta, self.phi, self.g))
+        # Two batched products as in the CGNL release (and counted as such by MAC counters):
+        att = torch.bmm(phi, g.transpose(1, 2))  # (N*groups, 1, 1) = <φ_k, g_k>
         if self.use_scale:
-            att = att / (phi.numel() // (n * self.groups)) ** 0.5
-        y = (theta.view(grouped) * att.view(n, 1, self.groups, 1, 1, 1)).flatten(0, 1).flatten(1, 2)
-        z = self.gn(self.out(y))
-        return x + unfold_frames(z, n)
+            att = att / phi.shape[-1] ** 0.5
+        y = torch.bmm(att, theta)  # θ_k · <φ_k, g_k>
+        y = y.view(n, self.groups, t, -1, h, w).transpose(1, 2).reshape(n * t, self.inner_channels, h, w)
+        # GroupNorm statistics over (C/groups, T, H, W) of each clip, hence on the clip view.
+        return x + self.gn(unfold_frames(self.out(y), n))

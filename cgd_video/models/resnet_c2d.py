@@ -73,7 +73,7 @@ _NONLOCAL_LAYERS: dict[str, Callable[[int, int], nn.Module] | None] = {
 
 def _choose(kind: str, name: str, choices: dict) -> object:
     if name not in choices:
-        raise ValueError(f"unknown {kind} {name!r}; valid choices: {sorted(choices, key=str)}")
+        raise ValueError(f"unknown {kind} {name!r}; valid choices: {sorted(choices)}")
     return choices[name]
 
 
