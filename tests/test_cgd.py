@@ -162,7 +162,7 @@ def test_gradcheck(variant, temporal):
     torch.manual_seed(3)
     m = _randomised(CGD(3, variant=variant, temporal=temporal, num_frames=2), seed=5).double()
     names = [n for n, _ in m.named_parameters()]
-    x = torch.randn(2, 3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     params = [p.detach().clone().requires_grad_(True) for p in m.parameters()]
 
     def fn(inp, *ps):
@@ -271,3 +271,68 @@ def test_trace_matches_eager():
     traced = torch.jit.trace(m, x)
     x2 = torch.randn(3, 8, 2, 6, 6)
     torch.testing.assert_close(traced(x2), m(x2))
+
+
+# ---- Fig. 4(b)(c): height-/width-wise forms --------------------------------------------------------
+
+
+def _ref_spatial_scale(x: torch.Tensor, axis: str, variant: str, temporal: str, ws, bs) -> torch.Tensor:
+    """1 + y broadcast to x's shape; entries are rows (height) or columns (width), pooled over (C, other)."""
+    n, c, t, h, w = x.shape
+    size = h if axis == "height" else w
+    out = torch.empty_like(x)
+    for ni in range(n):
+        def line(ti, i):
+            return x[ni, :, ti, i, :] if axis == "height" else x[ni, :, ti, :, i]
+
+        if temporal == "concat":  # one descriptor of size*T entries, index t*size + i
+            avg = torch.tensor([line(ti, i).mean() for ti in range(t) for i in range(size)], dtype=x.dtype)
+            mx = torch.tensor([line(ti, i).max() for ti in range(t) for i in range(size)], dtype=x.dtype)
+            units = [(avg, mx)]
+        else:  # shared: one descriptor of size entries per frame, terms summed before tanh
+            units = [
+                (torch.stack([line(ti, i).mean() for i in range(size)]), torch.stack([line(ti, i).max() for i in range(size)]))
+                for ti in range(t)
+            ]
+        pools = [{"avg": a, "max": m, "softmax_avg": _ref_softmax(a), "softmax_max": _ref_softmax(m)} for a, m in units]
+        if variant in REF_SINGLE:
+            y = _ref_first_level(pools, REF_SINGLE[variant], ws[0], bs[0], temporal)[0]
+        else:
+            first, second = REF_CASCADE[variant]
+            psi = _ref_first_level(pools, REF_SINGLE[first], ws[0], bs[0], temporal)[0]
+            phi = _ref_first_level(pools, REF_SINGLE[second], ws[1], bs[1], temporal)[0]
+            y = torch.tanh(_ref_z(psi, phi, ws[2]) + bs[2])
+        for ti in range(t):
+            for i in range(size):
+                v = 1 + (y[ti * size + i] if temporal == "concat" else y[i])
+                if axis == "height":
+                    out[ni, :, ti, i, :] = v
+                else:
+                    out[ni, :, ti, :, i] = v
+    return out
+
+
+@pytest.mark.parametrize("temporal", ["concat", "shared"])
+@pytest.mark.parametrize("variant", ["v1", "v6", "v10"])
+@pytest.mark.parametrize("axis", ["height", "width"])
+def test_spatial_forms_match_reference(axis, variant, temporal):
+    torch.manual_seed(2)
+    n, c, t, h, w = 2, 3, 2, 4, 5
+    size = h if axis == "height" else w
+    x = torch.randn(n, c, t, h, w, dtype=torch.float64)
+    m = create_attention(f"cgd_{axis}", c, size=size, variant=variant, temporal=temporal, num_frames=t)
+    m = _randomised(m).double()
+    ws = [s.weight.detach() for s in m.stages]
+    bs = [s.bias.detach() for s in m.stages]
+    assert all(s.weight.shape == ((size * t,) if temporal == "concat" else (size,)) for s in m.stages)
+    expected = _ref_spatial_scale(x, axis, variant, temporal, ws, bs)
+    torch.testing.assert_close(m(x), x * expected, rtol=1e-12, atol=1e-12)
+
+
+def test_spatial_errors():
+    from cgd_video.models.cgd_spatial import CGDSpatial
+
+    with pytest.raises(ValueError, match="height.*width"):
+        CGDSpatial(4, axis="depth")
+    with pytest.raises(ValueError, match="height 4"):
+        CGDSpatial(4, axis="height", temporal="shared")(torch.randn(1, 3, 2, 5, 4))
