@@ -336,3 +336,9 @@ def test_spatial_errors():
         CGDSpatial(4, axis="depth")
     with pytest.raises(ValueError, match="height 4"):
         CGDSpatial(4, axis="height", temporal="shared")(torch.randn(1, 3, 2, 5, 4))
+
+
+def test_spatial_state_dict_has_each_parameter_once():
+    m = create_attention("cgd_height", 8, size=4, variant="v10", temporal="shared")
+    assert sorted(m.state_dict()) == sorted(f"cgd.stages.{i}.{p}" for i in range(3) for p in ("weight", "bias"))
+    assert sum(p.numel() for p in m.parameters()) == 3 * 2 * 4

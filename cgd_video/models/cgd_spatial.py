@@ -52,7 +52,11 @@ class CGDSpatial(nn.Module):
         self.size = size
         self._dim = AXES[axis]
         self.cgd = CGD(size, variant=variant, temporal=temporal, num_frames=num_frames, init=init)
-        self.stages = self.cgd.stages
+
+    @property
+    def stages(self) -> nn.ModuleList:
+        """The stages (``weight``, ``bias`` of shape [D]) of the underlying descriptor."""
+        return self.cgd.stages
 
     def extra_repr(self) -> str:
         return f"axis={self.axis!r}, size={self.size}"
