@@ -194,6 +194,39 @@ def test_infer_ctrl_c_leaves_valid_file_and_resumes(tiny_ckpt, mixed_folder, tmp
     assert f"done: {3 - ok_first} ok, {1 + ok_first} failed, 2 skipped" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_infer_10x3_equals_tools_test_scores(tiny_ckpt, synthetic_dataset, bad_videos, tmp_path):
+    """tools/infer.py --views 10x3 writes tools/test.py's per-video scores (10 clips x 3 crops, mean
+    softmax) for the same videos; a broken video fails in both."""
+    import test as test_cli  # tools/test.py
+
+    from cgd_video.data.lists import VideoRecord, write_video_list
+
+    root = synthetic_dataset / "videos"
+    rels = [str(p.relative_to(root)) for p in sorted(root.rglob("*.mp4"))[:2]]
+    rels.append(str(bad_videos["truncated"]))  # absolute: used as is (the shared fixture stays untouched)
+    listing = write_video_list(tmp_path / "test.txt", [VideoRecord(r, 0) for r in rels])
+    assert test_cli.main(["--ckpt", str(tiny_ckpt), "DATA.ROOT", str(root), "DATA.TEST_LIST", str(listing),
+                          "TEST.NUM_CLIPS", "10", "TEST.NUM_CROPS", "3", "OUTPUT_DIR", str(tmp_path / "test")]) == 0
+    ref = {r["path"]: r for r in _csv_rows(tmp_path / "test" / "predictions.csv")}
+
+    videos = tmp_path / "videos.txt"
+    videos.write_text("".join(f"{root / r}\n" for r in rels))
+    out = tmp_path / "infer.csv"
+    assert infer_cli.main(["--ckpt", str(tiny_ckpt), "--input", str(videos), "--output", str(out), "--device", "cpu",
+                           "--views", "10x3", "--topk", "4", "--batch-size", "2", "--num-workers", "0"]) == 0
+    rows = _csv_rows(out)
+    assert [r["path"] for r in rows] == [str(root / r) for r in rels]
+    for rel, row in zip(rels, rows):
+        want = ref[rel]
+        assert row["status"] == want["status"]
+        if row["status"] == "ok":
+            got = {row[f"top{k}_label"]: float(row[f"top{k}_score"]) for k in range(1, 5)}
+            exp = {want[f"top{k}"]: float(want[f"score{k}"]) for k in range(1, 5)}
+            assert got == pytest.approx(exp, abs=2e-6) and row["top1_label"] == want["top1"]
+    assert rows[-1]["status"] == "error" and "truncated" in rows[-1]["path"]
+
+
 def test_infer_timeline_jsonl_and_argument_errors(tiny_ckpt, mixed_folder, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{mixed_folder['good'][0]}\n{mixed_folder['bad'][0]}\n")

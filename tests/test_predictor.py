@@ -90,35 +90,6 @@ def test_views_parse_and_errors(tiny_ckpt):
             parse_views(bad)
 
 
-def test_10x3_equals_evaluator_scores(tiny_ckpt, synthetic_dataset, bad_videos):
-    """predict_many with 10x3 gives tools/test.py's per-video scores (engine.evaluator.evaluate over the
-    dataset built by builders.build_test_dataset) for the same videos, in the same order."""
-    from cgd_video import Predictor
-    from cgd_video.builders import build_test_dataset
-    from cgd_video.config import load_config_from_yaml_string
-    from cgd_video.data.lists import VideoRecord, write_video_list
-    from cgd_video.engine.checkpoint import load_checkpoint
-    from cgd_video.engine.evaluator import evaluate
-
-    videos = _videos(synthetic_dataset)[:2] + [bad_videos["truncated"]]
-    root = synthetic_dataset / "videos"
-    listing = write_video_list(bad_videos["empty"].parent / "test.txt",
-                               [VideoRecord(str(v.relative_to(root)) if v.is_relative_to(root) else str(v), 0)
-                                for v in videos])
-    ckpt = load_checkpoint(tiny_ckpt)
-    cfg = load_config_from_yaml_string(ckpt["cfg"], ["DATA.ROOT", str(root), "DATA.TEST_LIST", str(listing),
-                                                     "TEST.NUM_CLIPS", "10", "TEST.NUM_CROPS", "3"])
-    p = Predictor.from_checkpoint(tiny_ckpt, device="cpu", views="10x3", topk=4, batch_size=2)
-    ref = evaluate(p.model, build_test_dataset(cfg), num_classes=4, batch_size=2, progress=False)
-    rows = list(p.predict_many(videos))
-    assert [r["path"] for r in rows] == [str(v) for v in videos]
-    assert [r["status"] for r in rows] == ["ok", "ok", "error"] == ["ok" if o else "error" for o in ref.ok]
-    for row, scores in zip(rows[:2], ref.scores[:2]):
-        want = {CLASSES[i]: s for i, s in enumerate(scores.tolist())}
-        assert dict(zip(row["labels"], row["scores"])) == pytest.approx(want, abs=1e-6)
-    assert rows[2]["error"] == ref.errors[2] and rows[2]["labels"] == []
-
-
 def test_timeline_windows(tiny_ckpt, synthetic_dataset):
     from cgd_video import Predictor
 
