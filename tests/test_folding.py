@@ -138,3 +138,39 @@ def test_cpu_one_pass_path_matches_addcmul():
     torch.testing.assert_close(_cpu_affine(plain, per_channel, shift), torch.addcmul(shift, plain, per_channel))
     assert _cpu_affine(plain.contiguous(memory_format=torch.channels_last_3d), mult, shift) is None
     assert _cpu_affine(plain.bfloat16(), mult.bfloat16(), shift.bfloat16()) is None
+
+
+class _ConvCGDBN(nn.Module):
+    def __init__(self, temporal: str):
+        super().__init__()
+        self.conv, self.cgd, self.bn = _stack(temporal)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return scaled_batch_norm(h, self.cgd.scale(h), self.bn, relu=True)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("temporal", ["shared", "frame"])
+def test_traced_folding_is_shape_generic(temporal):
+    """A trace must not bake the CPU path's batch-dependent row count into the graph."""
+    m = _ConvCGDBN(temporal).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(m, torch.randn(2, 4, 3, 5, 5))
+        x = torch.randn(3, 4, 3, 6, 4)
+        torch.testing.assert_close(traced(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_export_dynamic_batch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    m = _ConvCGDBN("shared").eval()
+    path = tmp_path / "cgd_bn.onnx"
+    torch.onnx.export(
+        m, (torch.randn(2, 4, 3, 5, 5),), str(path), input_names=["x"], output_names=["y"],
+        dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False,
+    )
+    x = torch.randn(3, 4, 3, 5, 5)
+    out = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(out), m(x), rtol=1e-5, atol=1e-5)

@@ -64,10 +64,20 @@ def scaled_batch_norm(x: Tensor, scale: Tensor, bn: nn.Module, relu: bool = Fals
     dtype = torch.promote_types(x.dtype, torch.float32)
     k, shift = _bn_affine(bn, x.dim(), dtype)
     mult = (scale.to(dtype) * k).to(x.dtype)
-    out = _cpu_affine(x, mult, shift.to(x.dtype)) if x.device.type == "cpu" else None
+    out = _cpu_affine(x, mult, shift.to(x.dtype)) if _eager_cpu(x) else None
     if out is None:
         out = torch.addcmul(shift.to(x.dtype), x, mult)
     return out.relu_() if relu else out
+
+
+def _eager_cpu(x: Tensor) -> bool:
+    """Eager CPU execution: traced/exported/compiled graphs take the shape-generic addcmul."""
+    return (
+        x.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.compiler.is_compiling()
+    )
 
 
 def _cpu_affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor | None:
