@@ -219,13 +219,17 @@ class MultiViewTestDataset(_VideoListDataset):
 
         frames = read_clip(reader, union)  # one pass over the union of all clips' frames
         wanted = np.unique(clips[0])
-        x = transforms.test_frames(frames, self.test_scale, self.test_crop)  # resized once
+        x = transforms.test_frames(frames, self.test_scale, self.test_crop)  # resized once, uint8
         boxes = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], self.test_crop, self.num_crops)
-        views = []
-        for clip in clips[0]:
-            frames_of_clip = x[torch.from_numpy(np.searchsorted(wanted, clip))]
-            views += [transforms.normalize(transforms.crop(frames_of_clip, b), self.mean, self.std) for b in boxes]
-        return torch.stack(views)
+        top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        bottom, right = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+        x = transforms.normalize(x[..., top:bottom, left:right], self.mean, self.std)  # once, (3, U, h, w)
+        out = torch.empty((self.num_views, 3, self.num_frames, self.test_crop, self.test_crop))
+        for c, clip in enumerate(clips[0]):
+            clip_x = x.index_select(1, torch.from_numpy(np.searchsorted(wanted, clip)))  # (3, T, h, w)
+            for k, (y, x0, h, w) in enumerate(boxes):
+                out[c * self.num_crops + k].copy_(clip_x[:, :, y - top : y - top + h, x0 - left : x0 - left + w])
+        return out
 
     def views_per_view(self, index: int) -> torch.Tensor:
         """Reference: reopen and decode the video separately for every view (the PySlowFast way)."""
@@ -234,7 +238,8 @@ class MultiViewTestDataset(_VideoListDataset):
         views = []
         for clip in self._clip_indices(n):
             for k in range(self.num_crops):
-                x = transforms.test_frames(open_video(path, self.backend).get(clip), self.test_scale, self.test_crop)
+                frames = open_video(path, self.backend).get(clip)
+                x = transforms.test_frames(frames, self.test_scale, self.test_crop)
                 box = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], self.test_crop, self.num_crops)[k]
                 views.append(transforms.normalize(transforms.crop(x, box), self.mean, self.std))
         return torch.stack(views)

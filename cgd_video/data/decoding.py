@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_FALLBACK_LOGGED: set[str] = set()  # paths whose decord -> PyAV fallback was logged (once per process)
 
 
 class VideoDecodeError(RuntimeError):
@@ -169,7 +170,9 @@ class DecordReader:
             self._fall_back(exc)
 
     def _fall_back(self, exc: BaseException) -> None:
-        logger.debug("decord failed on %s (%s: %s); falling back to PyAV", self.path, type(exc).__name__, exc)
+        if self.path not in _FALLBACK_LOGGED:
+            _FALLBACK_LOGGED.add(self.path)
+            logger.debug("decord failed on %s (%s: %s); falling back to PyAV", self.path, type(exc).__name__, exc)
         self._vr = None
         try:
             self._fallback = PyAVReader(self.path, self.num_threads)
