@@ -64,10 +64,9 @@ def _stage(g: Tensor, f: Tensor, weight: Tensor, bias: Tensor, sum_over_time: bo
     the tanh (Eq. 12). Plain mul + sum instead of matmul keeps it in float32 under autocast.
     """
     s = (f * weight).sum(-1, keepdim=True)
-    z = g * s
     if sum_over_time:
-        z = z.sum(-2, keepdim=True)
-    return torch.tanh(z + bias)
+        return torch.tanh((g * s).sum(-2, keepdim=True) + bias)
+    return torch.tanh(torch.addcmul(bias, g, s))
 
 
 class CGDStage(nn.Module):
