@@ -113,7 +113,8 @@ class _C2DBlock(nn.Module):
 
     def _finish(self, out: torch.Tensor, frames: torch.Tensor, num_clips: int) -> torch.Tensor:
         identity = frames if self.downsample is None else self.downsample(frames)
-        out = self.relu(out + identity)
+        out += identity  # in place, as torchvision: ``out`` is a fresh BN output
+        out = self.relu(out)
         clip = unfold_frames(out, num_clips)
         return clip if self.nl is None else self.nl(clip)
 
@@ -326,7 +327,9 @@ class C2DResNet(nn.Module):
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"C2DResNet expects clips of shape (N, 3, T, H, W), got {tuple(x.shape)}")
         n, lay = x.shape[0], self.layout
-        frames = fold_frames(x[:, :, :: lay.conv1_temporal_stride])  # conv1 is 1×7×7: stride = subsample
+        # conv1 is 1×7×7, so its temporal stride is a subsampling; one copy of the 3-channel input into
+        # frame-major memory (the fast conv kernels want a dense input; for N = 1 the fold is a strided view).
+        frames = fold_frames(x[:, :, :: lay.conv1_temporal_stride]).contiguous()
         frames = self.maxpool(self.relu(self.bn1(self.conv1(frames))))
         clip = temporal_max_pool(unfold_frames(frames, n), lay.pool1_temporal_kernel, lay.pool1_temporal_stride)
         clip = self.layer1(clip)
