@@ -82,13 +82,13 @@ class VideoIndex:
         self._by_stem_path: Dict[str, str] = {}
         self.by_stem: Dict[str, str] = {}
         for rel in self.paths:
-            self._by_stem_path.setdefault(rel.rsplit(".", 1)[0], rel)
+            self._by_stem_path.setdefault(os.path.splitext(rel)[0], rel)
             self.by_stem.setdefault(Path(rel).stem, rel)
 
     def find(self, rel: str) -> Optional[str]:
         if rel in self._exact:
             return rel
-        return self._by_stem_path.get(rel.rsplit(".", 1)[0]) if "." in rel else self._by_stem_path.get(rel)
+        return self._by_stem_path.get(os.path.splitext(rel)[0])
 
     def __len__(self) -> int:
         return len(self.paths)
