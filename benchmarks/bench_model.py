@@ -1,0 +1,359 @@
+#!/usr/bin/env python
+"""Wall-clock cost of our C2D-R50 (+CGD / +NL / +CGNL) and of PyTorchVideo's ``c2d_r50``, side by side.
+
+    python benchmarks/bench_model.py --quick --json benchmarks/results/bench_model_quick_cpu.json
+    python benchmarks/bench_model.py --device cuda --json benchmarks/results/bench_model_cuda.json
+
+Two groups of A/B pairs, each measured *interleaved* in one process (A B, then B A, ... so that drift
+and other processes' load hit both sides alike), after warm-up; a ratio is the median of the
+per-pair ratios (>= 10 pairs), lower = faster for us:
+
+* ``ours_vs_pytorchvideo_forward``: our C2D-R50 built with PyTorchVideo's 8-frame temporal layout
+  (``layout="pytorchvideo8"``; our parity test shows the two compute the same function) against
+  ``pytorchvideo.models.hub.c2d_r50(pretrained=False)``, same input, ``torch.inference_mode``.
+* ``{cgd_shared,cgd_concat,nl,cgnl}_overhead_{train,forward}``: the Non-local paper's 32-frame C2D-R50
+  (our default layout) with one addition against the same network without it; ``train`` is one
+  forward + backward (cross-entropy, gradients set to None between steps, no optimizer step).
+
+Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
+torch.compile (bf16 + channels_last). Peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU
+the peak resident set size during one step (``VmHWM`` of /proc/self/status after resetting it through
+/proc/self/clear_refs) minus the resident size before it, with glibc's mmap threshold pinned at 64 KiB
+so that freed tensors go back to the OS instead of hiding in malloc's free lists.
+
+``--quick``: 8 frames at 112x112, 10 pairs, fp32 + channels_last: about two minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from cgd_video.models import create_model  # noqa: E402
+from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
+
+NUM_CLASSES = 400
+
+# Overhead group: name -> (registry name, overrides) on the default (Non-local, 32-frame) layout.
+OVERHEAD_MODELS: dict[str, tuple[str, dict]] = {
+    "c2d": ("c2d_r50", {}),
+    "cgd_shared": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
+    "cgd_concat": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "concat"}}),
+    "nl": ("c2d_r50_nl", {}),
+    "cgnl": ("c2d_r50_cgnl", {}),
+}
+
+# Variant name -> (channels_last, autocast dtype or None, torch.compile)
+VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
+    "fp32": (False, None, False),
+    "channels_last": (True, None, False),
+    "bf16": (True, torch.bfloat16, False),
+    "compile": (True, torch.bfloat16, True),
+}
+DEFAULT_VARIANTS = {"cpu": ("fp32", "channels_last"), "cuda": ("fp32", "channels_last", "bf16", "compile")}
+
+
+# -- models --------------------------------------------------------------------------------------
+def build_pytorchvideo_c2d(num_frames: int, size: int) -> nn.Module:
+    """PyTorchVideo's hub ``c2d_r50`` (random init, nothing downloaded), head pool sized for the input.
+
+    Its layout keeps T through res2 and halves it after (pool (2,1,1)); res5 is T/2 x size/32 x size/32.
+    """
+    from pytorchvideo.models.hub import c2d_r50
+
+    return c2d_r50(pretrained=False, model_num_class=NUM_CLASSES,
+                   head_pool_kernel_size=(num_frames // 2, size // 32, size // 32))
+
+
+def build_ours(name: str, overrides: dict, num_frames: int, layout: str) -> nn.Module:
+    return create_model(name, num_classes=NUM_CLASSES, num_frames=num_frames, layout=layout, **overrides)
+
+
+def prepare(model: nn.Module, x: torch.Tensor, device: torch.device, variant: str):
+    """Move model and input to the device and memory format of ``variant``; compile if asked."""
+    channels_last, _, compile_ = VARIANTS[variant]
+    model = model.to(device)
+    x = x.to(device)
+    if channels_last:
+        has_3d = any(p.dim() == 5 for p in model.parameters())
+        model = model.to(memory_format=torch.channels_last_3d if has_3d else torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    if compile_:
+        model = torch.compile(model)
+    return model, x
+
+
+def make_steps(model: nn.Module, x: torch.Tensor, variant: str) -> dict[str, Callable[[], None]]:
+    """``forward`` (inference mode, eval) and ``train`` (forward + backward, train mode) closures."""
+    dtype = VARIANTS[variant][1]
+    device_type = x.device.type
+    autocast = (lambda: torch.autocast(device_type, dtype=dtype)) if dtype else contextlib.nullcontext
+    target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+
+    def forward() -> None:
+        model.eval()
+        with torch.inference_mode(), autocast():
+            model(x)
+
+    def train() -> None:
+        model.train()
+        for p in model.parameters():
+            p.grad = None
+        with autocast():
+            loss = nn.functional.cross_entropy(model(x).float(), target)
+        loss.backward()
+
+    return {"forward": forward, "train": train}
+
+
+# -- timing and memory ---------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _pin_malloc() -> bool:
+    """Make glibc return freed large blocks to the OS (mmap threshold 64 KiB, no dynamic growth)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 64 * 1024))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_memory(fn: Callable[[], None], device: torch.device) -> int | None:
+    """Bytes allocated at the peak of one call above what was live before it (None if unmeasurable)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        before = _status_kib("VmRSS")
+        fn()
+        return (_status_kib("VmHWM") - before) * 1024
+    except (OSError, KeyError):
+        return None
+
+
+@dataclass
+class PairResult:
+    a: str
+    b: str
+    ratios: list[float]
+
+    def summary(self) -> dict:
+        q = statistics.quantiles(self.ratios, n=4, method="inclusive") if len(self.ratios) > 1 else [self.ratios[0]] * 3
+        return {"median": statistics.median(self.ratios), "p25": q[0], "p75": q[2], "pairs": len(self.ratios)}
+
+
+def interleaved(
+    steps: dict[str, Callable[[], None]], pairs: Sequence[tuple[str, str]], n_pairs: int, warmup: int,
+    device: torch.device, desc: str,
+) -> tuple[list[PairResult], dict[str, list[float]]]:
+    """Time every (A, B) pair ``n_pairs`` times, alternating A-B / B-A, after ``warmup`` calls of each."""
+    for name in steps:
+        for _ in range(warmup):
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    results = [PairResult(a, b, []) for a, b in pairs]
+    for r in tqdm(range(n_pairs), desc=desc, leave=False, file=sys.stderr):
+        for res in results:
+            order = (res.a, res.b) if r % 2 == 0 else (res.b, res.a)
+            t = {name: timed(steps[name], device) for name in order}
+            res.ratios.append(t[res.b] / t[res.a])
+            for name, v in t.items():
+                times[name].append(v)
+    return results, times
+
+
+# -- main ----------------------------------------------------------------------------------------
+def run_variant(args, variant: str, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    out: dict = {"models": {}, "ratios": {}, "ratio_spread": {}}
+
+    def record(key: str, times: dict[str, list[float]], mode: str, mem: dict[str, int | None]) -> None:
+        for name, ts in times.items():
+            entry = out["models"].setdefault(name, {})
+            entry[f"{mode}_ms"] = 1e3 * statistics.median(ts)
+            entry[f"{mode}_peak_bytes"] = mem.get(name)
+
+    # Group 1: ours vs PyTorchVideo, same (PyTorchVideo 8-frame) layout and input, forward.
+    t_ptv = args.ptv_frames
+    x = torch.randn(args.batch, 3, t_ptv, args.size, args.size)
+    group = {
+        "ours_pytorchvideo8": build_ours("c2d_r50", {}, t_ptv, "pytorchvideo8"),
+        "pytorchvideo_c2d_r50": build_pytorchvideo_c2d(t_ptv, args.size),
+    }
+    steps = {k: make_steps(*prepare(m, x, device, variant), variant) for k, m in group.items()}
+    fwd = {k: s["forward"] for k, s in steps.items()}
+    (res,), times = interleaved(fwd, [("pytorchvideo_c2d_r50", "ours_pytorchvideo8")], args.pairs, args.warmup,
+                                device, f"{variant}: ours vs pytorchvideo")
+    mem = {k: peak_memory(f, device) for k, f in fwd.items()}  # after warm-up: no one-time allocations
+    # ratio ours / theirs: the pair was (A = theirs, B = ours), so B / A is what we want
+    out["ratios"]["ours_vs_pytorchvideo_forward"] = res.summary()["median"]
+    out["ratio_spread"]["ours_vs_pytorchvideo_forward"] = res.summary()
+    record("ptv", times, "forward", mem)
+    del group, steps, fwd
+    gc.collect()
+
+    # Group 2: overheads on the 32-frame C2D-R50, forward + backward and forward.
+    x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
+    steps = {
+        k: make_steps(*prepare(build_ours(name, kw, args.frames, "nonlocal32"), x, device, variant), variant)
+        for k, (name, kw) in OVERHEAD_MODELS.items()
+    }
+    others = [k for k in OVERHEAD_MODELS if k != "c2d"]
+    for mode in ("train", "forward"):
+        fns = {k: s[mode] for k, s in steps.items()}
+        results, times = interleaved(fns, [("c2d", k) for k in others], args.pairs, args.warmup, device,
+                                     f"{variant}: overhead {mode}")
+        mem = {k: peak_memory(f, device) for k, f in fns.items()}
+        for res in results:
+            out["ratios"][f"{res.b}_overhead_{mode}"] = res.summary()["median"]
+            out["ratio_spread"][f"{res.b}_overhead_{mode}"] = res.summary()
+        record("overhead", times, mode, mem)
+    return out
+
+
+def render(result: dict) -> str:
+    lines = [f"device: {result['device_name']}  torch {result['torch']}  threads {result['threads']}  "
+             f"load avg before/after {result['load_average_before']} / {result['load_average_after']}",
+             f"inputs: overhead group {result['inputs']['overhead']}, pytorchvideo pair {result['inputs']['pytorchvideo']}; "
+             f"{result['pairs']} interleaved pairs after {result['warmup']} warm-up calls; memory: {result['memory_method']}"]
+    for variant, v in result["variants"].items():
+        lines.append(f"\n[{variant}]")
+        head = f"{'model':<22}{'fwd ms':>10}{'fwd+bwd ms':>12}{'fwd peak MB':>13}{'train peak MB':>15}"
+        lines += [head, "-" * len(head)]
+        for name, m in v["models"].items():
+            def mb(key: str) -> str:
+                return "n/a" if m.get(key) is None else f"{m[key] / 2**20:.0f}"
+
+            train = f"{m['train_ms']:.1f}" if "train_ms" in m else "-"
+            lines.append(f"{name:<22}{m['forward_ms']:>10.1f}{train:>12}{mb('forward_peak_bytes'):>13}"
+                         f"{(mb('train_peak_bytes') if 'train_ms' in m else '-'):>15}")
+        lines.append(f"{'ratio (median of pairs)':<36}{'median':>8}{'p25':>8}{'p75':>8}")
+        for key, s in v["ratio_spread"].items():
+            lines.append(f"{key:<36}{s['median']:>8.3f}{s['p25']:>8.3f}{s['p75']:>8.3f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    ap.add_argument("--quick", action="store_true", help="8 frames at 112x112, 10 pairs (about 2 min on 2 cores)")
+    ap.add_argument("--frames", type=int, help="clip length of the overhead group (default 32; quick 8)")
+    ap.add_argument("--ptv-frames", type=int, help="clip length of the PyTorchVideo pair (default 8)")
+    ap.add_argument("--size", type=int, help="crop size (default 224; quick 112)")
+    ap.add_argument("--batch", type=int, default=1, help="clips per step")
+    ap.add_argument("--pairs", type=int, help="interleaved A/B pairs per ratio (default 10, at least 1)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed calls per model first")
+    ap.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: "
+                                       f"{'/'.join(DEFAULT_VARIANTS['cpu'])} on cpu, all on cuda)")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+    args.frames = args.frames or (8 if args.quick else 32)
+    args.ptv_frames = args.ptv_frames or 8
+    args.size = args.size or (112 if args.quick else 224)
+    args.pairs = max(1, args.pairs or 10)
+    kind = torch.device(args.device).type
+    chosen = args.variants.split(",") if args.variants else list(DEFAULT_VARIANTS.get(kind, ("fp32",)))
+    bad = [v for v in chosen if v not in VARIANTS]
+    if bad:
+        ap.error(f"--variants: unknown {bad}; valid: {', '.join(VARIANTS)}")
+    args.variants = chosen
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_model.py: --device cuda but torch.cuda.is_available() is False")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pinned = _pin_malloc() if device.type == "cpu" else False
+    result = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "inputs": {"overhead": [args.batch, 3, args.frames, args.size, args.size],
+                   "pytorchvideo": [args.batch, 3, args.ptv_frames, args.size, args.size]},
+        "pairs": args.pairs,
+        "warmup": args.warmup,
+        "memory_method": ("torch.cuda.max_memory_allocated minus allocated before the step" if device.type == "cuda"
+                          else "peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS before the step"
+                               + (", glibc mmap threshold pinned at 64 KiB" if pinned else "")),
+        "load_average_before": [round(v, 2) for v in os.getloadavg()],
+        "variants": {},
+    }
+    for variant in args.variants:
+        result["variants"][variant] = run_variant(args, variant, device)
+    result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    result["ratios"] = dict(result["variants"][args.variants[0]]["ratios"])
+    result["ratios_variant"] = args.variants[0]
+    print(render(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""benchmarks/bench_model.py end to end on a tiny input: the JSON schema only, never the timings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RATIOS = ("ours_vs_pytorchvideo_forward", "cgd_shared_overhead_train", "cgd_concat_overhead_train",
+          "nl_overhead_train", "cgnl_overhead_train")
+
+
+@pytest.mark.slow
+def test_bench_model_json_schema(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_model
+
+    out = tmp_path / "bench.json"
+    argv = ["--frames", "8", "--ptv-frames", "4", "--size", "64", "--pairs", "1", "--warmup", "0",
+            "--variants", "fp32", "--threads", "1", "--json", str(out)]
+    assert bench_model.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu"
+    assert result["inputs"]["overhead"] == [1, 3, 8, 64, 64]
+    for key in RATIOS:
+        assert result["ratios"][key] > 0
+        assert result["variants"]["fp32"]["ratio_spread"][key]["pairs"] == 1
+    models = result["variants"]["fp32"]["models"]
+    assert set(models) == {"ours_pytorchvideo8", "pytorchvideo_c2d_r50", "c2d", "cgd_shared", "cgd_concat", "nl", "cgnl"}
+    assert all(m["forward_ms"] > 0 for m in models.values())
+    assert all("train_ms" in models[k] for k in ("c2d", "cgd_shared", "cgd_concat", "nl", "cgnl"))
+
+
+def test_bench_model_rejects_unknown_variant(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_model
+
+    with pytest.raises(SystemExit):
+        bench_model.parse_args(["--variants", "fp32,fp8"])
+    err = capsys.readouterr().err
+    assert "fp8" in err and "channels_last" in err  # names the bad value and lists the valid ones
