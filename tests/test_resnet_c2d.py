@@ -122,10 +122,13 @@ def test_matches_pytorchvideo_c2d_r50():
     with torch.no_grad():
         ref = ptv(clips)
         got = ours(clips)
-        got_cl = ours.to(memory_format=torch.channels_last)(clips)
+        ours = ours.to(memory_format=torch.channels_last)
+        got_cl = ours(clips)
+        got_cl3d = ours(clips.contiguous(memory_format=torch.channels_last_3d))
     assert ref.abs().max() > 0.1 and (ref[0] - ref[1]).abs().max() > 1e-3
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
     torch.testing.assert_close(got_cl, ref, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got_cl3d, ref, rtol=0, atol=1e-4)
 
 
 def test_convert_pytorchvideo_rejects_3d_kernels():

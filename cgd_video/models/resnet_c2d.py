@@ -327,9 +327,11 @@ class C2DResNet(nn.Module):
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"C2DResNet expects clips of shape (N, 3, T, H, W), got {tuple(x.shape)}")
         n, lay = x.shape[0], self.layout
-        # conv1 is 1×7×7, so its temporal stride is a subsampling; one copy of the 3-channel input into
-        # frame-major memory (the fast conv kernels want a dense input; for N = 1 the fold is a strided view).
-        frames = fold_frames(x[:, :, :: lay.conv1_temporal_stride]).contiguous()
+        # conv1 is 1×7×7, so its temporal stride is a subsampling.  The fast conv kernels want a dense
+        # frame batch: a (N, 3, T, H, W) clip folds by one small copy, a channels_last_3d clip by a view.
+        frames = fold_frames(x[:, :, :: lay.conv1_temporal_stride])
+        if not (frames.is_contiguous() or frames.is_contiguous(memory_format=torch.channels_last)):
+            frames = frames.contiguous()
         frames = self.maxpool(self.relu(self.bn1(self.conv1(frames))))
         clip = temporal_max_pool(unfold_frames(frames, n), lay.pool1_temporal_kernel, lay.pool1_temporal_stride)
         clip = self.layer1(clip)
