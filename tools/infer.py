@@ -19,7 +19,9 @@ decoded gets an ``error`` row with the reason and the run goes on; Ctrl-C leaves
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -65,6 +67,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum, frame):  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:  # bad arguments, checkpoint, config or existing output: one clear line, no traceback
@@ -77,6 +83,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
     counts = {"ok": 0, "error": 0}
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal needs it
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     with writer:
         todo = writer.pending(paths)
         skipped = len(paths) - len(todo)
@@ -94,6 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"\ninterrupted: {counts['ok']} ok, {counts['error']} failed written to {args.output}; "
                   "run the same command again to resume", file=sys.stderr)
             return 130
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
         bar.close()
     print(f"done: {counts['ok']} ok, {counts['error']} failed, {skipped} skipped (already in the output) "
           f"-> {args.output}")
