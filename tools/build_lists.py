@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--check", action="store_true",
                         help="decode every video first; lists keep only those that decode")
     common.add_argument("--check-full", action="store_true",
-                        help="with --check: decode every frame (default: first, middle, last)")
+                        help="like --check, decoding every frame (--check: first, middle, last)")
     common.add_argument("--workers", type=int, default=None, help="--check processes (default: all CPUs)")
     sub = parser.add_subparsers(dest="dataset", required=True, metavar="{ucf101,minikinetics,folder}")
     ucf = sub.add_parser("ucf101", parents=[common], help="official UCF-101 split files")
@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     args.out.mkdir(parents=True, exist_ok=True)
-    rejected = _keep_decodable(lists, args) if args.check else None
+    rejected = _keep_decodable(lists, args) if args.check or args.check_full else None
     write_list_set(args.out, lists)
     for note in lists.notes:
         print(note)
