@@ -2,8 +2,8 @@
 
 The model is exported in eval mode, i.e. through the same path the eager model takes at test time
 (CGD's per-sample scale folded into the following BN, Sec. 3.3 of the paper). :func:`check_parity`
-runs the exported file and the eager model on the same random clips and returns the largest absolute
-difference of the logits.
+runs the exported file and the eager model on the same random clips and reports the largest absolute
+difference of the logits (and their scale).
 
 ONNX needs the optional ``export`` extra (``pip install 'cgd_video[export]'``: onnx + onnxruntime);
 both are imported lazily so that TorchScript export works without them. The ONNX graph is produced by
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Sequence, Tuple, Union
 
@@ -34,6 +35,7 @@ __all__ = [
     "export_onnx",
     "load_exported",
     "check_parity",
+    "Parity",
 ]
 
 ONNX_INPUT, ONNX_OUTPUT = "clip", "logits"
@@ -149,18 +151,30 @@ def load_exported(path: PathLike, fmt: str) -> Runner:
     return EXPORT_FORMATS[fmt][1](path)
 
 
+@dataclass(frozen=True)
+class Parity:
+    """Result of :func:`check_parity`: the largest absolute logit difference and the largest |logit|."""
+
+    max_abs_diff: float
+    max_abs_logit: float
+
+    def ok(self, tolerance: float) -> bool:
+        """Within ``tolerance`` absolute, or relative to the logits' scale when they exceed 1."""
+        return self.max_abs_diff <= tolerance * max(1.0, self.max_abs_logit)
+
+
 def check_parity(
     model: nn.Module,
     runner: Runner,
     clip_shape: Sequence[int],
     num_trials: int = 3,
     seed: int = 0,
-) -> float:
-    """Max abs difference of logits between the eager ``model`` (eval, float32, CPU) and ``runner`` on
-    ``num_trials`` random clips of ``clip_shape`` drawn from N(0, 1) with a fixed ``seed``."""
+) -> Parity:
+    """Compare the eager ``model`` (eval, float32, CPU) with ``runner`` on ``num_trials`` random clips of
+    ``clip_shape`` drawn from N(0, 1) with a fixed ``seed``."""
     model = model.eval().cpu().float()
     gen = torch.Generator().manual_seed(seed)
-    worst = 0.0
+    worst, scale = 0.0, 0.0
     with torch.no_grad():
         for _ in range(num_trials):
             x = torch.randn(*clip_shape, generator=gen)
@@ -169,4 +183,5 @@ def check_parity(
             if out.shape != ref.shape:
                 raise RuntimeError(f"exported model returned shape {tuple(out.shape)}, eager {tuple(ref.shape)}")
             worst = max(worst, (out.float() - ref).abs().max().item())
-    return worst
+            scale = max(scale, ref.abs().max().item())
+    return Parity(worst, scale)
