@@ -143,6 +143,9 @@ _C.TRAIN.ACCUM_STEPS = 1
 _C.TRAIN.DEVICE = "auto"
 # Mixed precision: "none", "bf16" or "fp16" (fp16 uses a GradScaler, saved in checkpoints).
 _C.TRAIN.AMP = "none"
+# torch intra-op CPU threads of each process (0 = torch's default). 1 is fastest on a busy or small
+# machine where OpenMP threads would spin against DataLoader workers and other processes.
+_C.TRAIN.CPU_THREADS = 0
 # Use the channels_last_3d memory format for model and inputs (faster convs on recent GPUs).
 _C.TRAIN.CHANNELS_LAST = False
 # Convert BatchNorm to SyncBatchNorm under torchrun (multi-GPU).

@@ -15,7 +15,7 @@ from cgd_video.builders import build_model, build_test_dataset
 from cgd_video.engine import distributed as du
 from cgd_video.engine.checkpoint import check_model_compatible, load_checkpoint
 from cgd_video.engine.evaluator import EvalResult, evaluate, write_test_outputs
-from cgd_video.engine.trainer import last_checkpoint_path, resolve_device
+from cgd_video.engine.trainer import last_checkpoint_path, resolve_device, set_cpu_threads
 
 __all__ = ["default_checkpoint", "run_test"]
 
@@ -28,6 +28,7 @@ def default_checkpoint(cfg, ckpt: Optional[str] = None) -> Path:
 def run_test(cfg, ckpt: Optional[str] = None, progress: bool = True) -> tuple[Dict[str, Any], EvalResult]:
     """Evaluate the checkpoint; returns (the ``test_results.json`` content, per-video :class:`EvalResult`)."""
     device = resolve_device(cfg.TRAIN.DEVICE)
+    set_cpu_threads(cfg.TRAIN.CPU_THREADS)
     du.init_distributed(device.type == "cuda")
     path = default_checkpoint(cfg, ckpt)
     state = load_checkpoint(path)

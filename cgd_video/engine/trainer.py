@@ -45,7 +45,7 @@ from cgd_video.engine.optim import build_optimizer, set_lr
 from cgd_video.utils.atomic import atomic_write_text
 from cgd_video.utils.logging import get_logger
 
-__all__ = ["NonFiniteLossError", "resolve_device", "train", "train_one_epoch", "last_checkpoint_path"]
+__all__ = ["NonFiniteLossError", "resolve_device", "set_cpu_threads", "train", "train_one_epoch", "last_checkpoint_path"]
 
 logger = get_logger("cgd_video.train")
 
@@ -55,6 +55,12 @@ _STEP_SLEEP_ENV = "CGD_VIDEO_STEP_SLEEP"
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the message names the iteration and the checkpoint that was kept."""
+
+
+def set_cpu_threads(n: int) -> None:
+    """``TRAIN.CPU_THREADS``: set torch's intra-op threads when > 0."""
+    if n > 0:
+        torch.set_num_threads(n)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -337,6 +343,7 @@ def train(cfg) -> Dict[str, Any]:
     :class:`cgd_video.engine.checkpoint.CheckpointError` for an incompatible ``last.pt``.
     """
     device = resolve_device(cfg.TRAIN.DEVICE)
+    set_cpu_threads(cfg.TRAIN.CPU_THREADS)
     info = du.init_distributed(device.type == "cuda")
     _seed_everything(cfg.SEED + info.rank)
     out_dir = Path(cfg.OUTPUT_DIR)
