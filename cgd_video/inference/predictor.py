@@ -299,8 +299,10 @@ class Predictor:
 
         Each window is scored like a short video: its ``num_clips`` clips evenly spread over the window
         (the test protocol's rule, applied to the window's frames) x ``num_crops`` crops, softmax
-        averaged. A video shorter than one window gives one window. Returns
-        ``[{"start": s, "end": s, "top1_label", "top1_score", "labels", "scores"}, ...]`` in seconds.
+        averaged. Windows tile the video from frame 0; when frames are left over, a last window ends at
+        the last frame (overlapping the one before). A video shorter than one window gives one window,
+        scored exactly like :meth:`predict`. Times use the container's fps (25 when it reports none).
+        Returns ``[{"start": s, "end": s, "top1_label", "top1_score", "labels", "scores"}, ...]``, seconds.
         """
         from cgd_video.data import sampling
         from cgd_video.data.decoding import open_video, read_clip
@@ -314,7 +316,7 @@ class Predictor:
         total = int(reader.num_frames)
         win = max(1, int(round(seconds * fps)))
         starts = list(range(0, max(total - win, 0) + 1, win))
-        if starts[-1] + win < total:  # a last, partial window ending at the last frame
+        if starts[-1] + win < total:  # frames left over: one more window, aligned to the video's end
             starts.append(max(total - win, 0))
         out: List[Dict[str, Any]] = []
         for s in starts:
