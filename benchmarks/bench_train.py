@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -52,20 +53,31 @@ def make_data(work: Path, classes: int, videos_per_class: int) -> dict[str, Path
 
 
 def throughput(metrics: Path, skip: int, batch: int) -> dict:
-    """clips/s, data and compute seconds per step over the logged steps after the first ``skip``."""
+    """clips/s, data and compute seconds per step over the logged steps after the first ``skip``.
+
+    The trainer's ``data_time`` / ``compute_time`` are sums since the start of the current epoch, so
+    per-step increments are taken within an epoch (epoch index = ceil(fractional epoch) - 1).
+    """
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("type") == "train"]
     if len(rows) <= skip:
         raise SystemExit(f"bench_train.py: {metrics} has {len(rows)} train records, need more than --skip {skip}")
-    first, last = rows[skip - 1] if skip else {"iteration": 0, "data_time": 0.0, "compute_time": 0.0}, rows[-1]
-    steps = last["iteration"] - first["iteration"]
-    data = last["data_time"] - first["data_time"]
-    compute = last["compute_time"] - first["compute_time"]
+    steps, data, compute, prev = [], 0.0, 0.0, None
+    for r in rows:
+        same_epoch = prev is not None and math.ceil(prev["epoch"]) == math.ceil(r["epoch"])
+        base = prev if same_epoch else {"data_time": 0.0, "compute_time": 0.0, "iteration": r["iteration"] - 1}
+        steps.append((r["iteration"] - base["iteration"], r["data_time"] - base["data_time"],
+                      r["compute_time"] - base["compute_time"]))
+        prev = r
+    kept = steps[skip:]
+    n = sum(k[0] for k in kept)
+    data = sum(k[1] for k in kept)
+    compute = sum(k[2] for k in kept)
     return {
-        "steps": steps,
-        "clips_per_s": steps * batch / max(data + compute, 1e-9),
-        "data_s_per_step": data / steps,
-        "compute_s_per_step": compute / steps,
+        "steps": n,
+        "clips_per_s": n * batch / max(data + compute, 1e-9),
+        "data_s_per_step": data / n,
+        "compute_s_per_step": compute / n,
         "data_fraction": data / max(data + compute, 1e-9),
     }
 

@@ -170,7 +170,7 @@ def convention(results: list[dict], views: int) -> str:
             skipped[op] = skipped.get(op, 0) + n
     return "\n".join([
         "Convention: 1 multiply-add = 1 MAC (fvcore FlopCountAnalysis, JIT trace of a real forward, eval mode).",
-        f"  counted: {', '.join(COUNTED_OPS)} (mul = element-wise tensor products: CGNL's <phi,g> and its",
+        f"  counted: {', '.join(COUNTED_OPS)} (mul, addcmul = element-wise tensor products: CGNL's <phi,g> and its",
         "           scaling of theta, CGD's O(C) stages; one MAC per output element)",
         f"  excluded on purpose: {', '.join(EXCLUDED_OPS)}; ReLU, pooling, softmax, tanh, add, bias",
         "  skipped ops seen in these traces (calls, all rows): "
@@ -197,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--normalise-to", default="shared", choices=("shared", "mean", "frame", "concat"),
                     help="CGD temporal mode whose extra cost is Delta_N = 1 in Table 3")
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
 
     out: list[dict] = []
     text: list[str] = []

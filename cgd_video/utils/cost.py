@@ -4,7 +4,8 @@ Convention (printed by ``tools/cost.py``):
 
 * one multiply-add = one MAC (fvcore's "flop" is already one fused multiply-add);
 * counted: convolutions, linear layers, matrix products (``mm``, ``addmm``, ``matmul``, ``bmm``,
-  ``einsum``) and element-wise tensor-by-tensor products (``mul``, one MAC per output element) — the
+  ``einsum``) and element-wise tensor-by-tensor products (``mul``, ``addcmul``: one MAC per output
+  element) — the
   latter are the dot products of CGNL (⟨φ, g⟩ and its scaling of θ) and the O(C) vector work of CGD
   written as ``mul`` + ``sum``;
 * not counted: BatchNorm, GroupNorm, ReLU, pooling (max / mean / amax), softmax, tanh, additions, bias
@@ -69,13 +70,24 @@ def elementwise_product_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return _numel(get_shape(outputs[0]))
 
 
+def addcmul_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """``aten::addcmul(t, a, b)`` = ``t + a * b``: one MAC per output element when a and b are tensors."""
+    if len(inputs) < 3 or not get_shape(inputs[1]) or not get_shape(inputs[2]):
+        return 0
+    return _numel(get_shape(outputs[0]))
+
+
 def _read_input_jit(inputs: list[Any], outputs: list[Any]) -> Counter:
     """Elements read by a pooling reduction (``mean`` / ``amax``), booked as ``pool_read``, not MACs."""
     return Counter({"pool_read": _numel(get_shape(inputs[0]))})
 
 
 # Ops counted as MACs besides fvcore's own conv / linear / (b)mm / matmul / einsum / addmm handlers.
-_EXTRA_MAC_HANDLES = {"aten::mul": elementwise_product_jit, "aten::mul_": elementwise_product_jit}
+_EXTRA_MAC_HANDLES = {
+    "aten::mul": elementwise_product_jit,
+    "aten::mul_": elementwise_product_jit,
+    "aten::addcmul": addcmul_jit,
+}
 COUNTED_OPS: tuple[str, ...] = (
     "aten::_convolution",
     "aten::linear",
@@ -85,6 +97,7 @@ COUNTED_OPS: tuple[str, ...] = (
     "aten::bmm",
     "aten::einsum",
     "aten::mul",
+    "aten::addcmul",
 )
 # Reductions whose reads make up CGD's pooling pass.
 _POOL_OPS: tuple[str, ...] = ("aten::mean", "aten::amax", "aten::max")
