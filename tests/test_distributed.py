@@ -20,7 +20,7 @@ def test_shards_cover_every_index_once(n, world):
 
 
 def _torchrun(script: str, args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", "0",
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            str(REPO / "tools" / script), *args]
     return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
 

@@ -15,6 +15,7 @@ SIGTERM saves last.pt and exits with status 0; a non-finite loss exits with stat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
         return 3 if isinstance(e, NonFiniteLossError) else 2
     finally:
         cleanup()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     if summary["status"] == "sigterm":
         print(f"SIGTERM: saved {summary['checkpoint']} at iteration {summary['iteration']}; "
               "run the same command to resume")

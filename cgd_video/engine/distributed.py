@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 __all__ = [
     "DistInfo", "init_distributed", "cleanup", "is_dist", "get_rank", "get_world_size", "is_main_process",
-    "barrier", "all_gather_objects", "all_reduce_flag", "shard_indices",
+    "barrier", "all_gather_objects", "all_reduce_flag", "all_reduce_sum", "shard_indices",
 ]
 
 
@@ -83,6 +83,15 @@ def all_reduce_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def all_reduce_sum(value: float, device: torch.device | str = "cpu") -> float:
+    """Sum of ``value`` over the ranks (``value`` itself in a single process)."""
+    if not is_dist():
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item()
 
 
 def shard_indices(n: int, rank: int | None = None, world: int | None = None) -> List[int]:

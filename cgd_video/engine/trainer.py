@@ -285,6 +285,7 @@ def train_one_epoch(run: _Run, epoch: int, skip_steps: int = 0) -> Dict[str, Any
             break
         t_data = time.perf_counter()
     bar.close()
+    sums["replaced"] = int(du.all_reduce_sum(sums["replaced"], run.device))  # over all ranks
     n_steps = max(run.iteration - epoch * run.steps_per_epoch - skip_steps, 1)
     return dict(loss=sums["loss"] / n_steps, train_acc=sums["correct"] / max(sums["clips"], 1),
                 replaced_videos=sums["replaced"], data_time=sums["data"], compute_time=sums["compute"],
