@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if summary["status"] == "sigterm":
-        print(f"SIGTERM: saved {summary['checkpoint']} at iteration {summary['iteration']}; "
+        print(f"SIGTERM: stopped at iteration {summary['iteration']}, last checkpoint {summary['checkpoint']}; "
               "run the same command to resume")
     else:
         print(f"done ({summary['status']}): epoch {summary['epoch']}, iteration {summary['iteration']}; "

@@ -395,6 +395,9 @@ def train(cfg) -> Dict[str, Any]:
                         ", linear scaling" if cfg.SOLVER.LINEAR_SCALING else "", device)
             summary: Dict[str, Any] = dict(status="finished", val=None)
             for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+                if du.all_reduce_flag(stop.requested, device):  # SIGTERM during validation/saving
+                    summary["status"] = "sigterm"
+                    break
                 skip = run.iteration - epoch * steps_per_epoch
                 t0 = time.perf_counter()
                 stats = train_one_epoch(run, epoch, skip)
