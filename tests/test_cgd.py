@@ -342,3 +342,37 @@ def test_spatial_state_dict_has_each_parameter_once():
     m = create_attention("cgd_height", 8, size=4, variant="v10", temporal="shared")
     assert sorted(m.state_dict()) == sorted(f"cgd.stages.{i}.{p}" for i in range(3) for p in ("weight", "bias"))
     assert sum(p.numel() for p in m.parameters()) == 3 * 2 * 4
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "frames_nchw", "frames_channels_last"])
+@pytest.mark.parametrize("variant,temporal", [("v10", "shared"), ("v10", "concat"), ("v1", "frame"), ("v7", "shared")])
+def test_fused_backward_matches_autograd(layout, variant, temporal):
+    """The hand-written backward (one pass for grad_x, argmax scatter) equals plain autograd of x * scale(x)."""
+    torch.manual_seed(7)
+    m = _randomised(CGD(6, variant=variant, temporal=temporal, num_frames=3), seed=2)
+    n, t = 2, 3
+    frames = torch.randn(n * t, 6, 5, 4)
+    if layout == "frames_channels_last":
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    base = frames.unflatten(0, (n, t)).transpose(1, 2) if layout != "contiguous" else torch.randn(n, 6, t, 5, 4)
+    x1 = base.detach().clone().requires_grad_(True) if layout == "contiguous" else base.detach().requires_grad_(True)
+    x2 = base.detach().clone().requires_grad_(True)
+    gout = torch.randn(n, 6, t, 5, 4)
+    out1 = m(x1)
+    assert out1.grad_fn is not None and "PooledRescale" in type(out1.grad_fn).__name__
+    g1 = torch.autograd.grad(out1, [x1, *m.parameters()], gout)
+    out2 = x2 * m.scale(x2)  # generic autograd graph (mean / amax backward)
+    g2 = torch.autograd.grad(out2, [x2, *m.parameters()], gout)
+    torch.testing.assert_close(out1, out2, rtol=1e-6, atol=1e-6)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_backward_bf16_autocast():
+    m = _randomised(CGD(8, variant="v10", temporal="shared"))
+    x = torch.randn(2, 8, 3, 5, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x.bfloat16())
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())

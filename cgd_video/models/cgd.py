@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cgd_video.models.folding import _cpu_affine
+
 __all__ = ["CGD", "CGDStage", "VARIANTS", "TEMPORAL_MODES", "INITS"]
 
 # Table 2, single-stage variants: (g source, f source). "a" = spatial average pool, "m" = spatial
@@ -184,22 +186,27 @@ class CGD(nn.Module):
     # -- descriptor ------------------------------------------------------------------------------
     def _pool(self, x: Tensor, dtype: torch.dtype) -> dict[str, Tensor]:
         """Pooled descriptors as (N, T', D) in ``dtype``: average (and max if needed), pooled once."""
-        n, c, t = x.shape[:3]
         if self.temporal == "mean":
             if self._need_max:
                 xm = x.mean(2, dtype=dtype)  # (N, C, H, W)
                 pools = {"a": xm.mean((2, 3)), "m": xm.amax((2, 3))}
             else:
                 pools = {"a": x.mean((2, 3, 4), dtype=dtype)}
-            pools = {k: v.unsqueeze(1) for k, v in pools.items()}  # (N, 1, C)
-        else:
-            pools = {"a": x.mean((3, 4), dtype=dtype)}  # (N, C, T)
-            if self._need_max:
-                pools["m"] = x.amax((3, 4)).to(dtype)
-            if self.temporal == "concat":  # frame-major entries t*C + c
-                pools = {k: v.transpose(1, 2).reshape(n, 1, t * c) for k, v in pools.items()}
-            else:  # shared / frame: (N, T, C), one descriptor per frame
-                pools = {k: v.transpose(1, 2) for k, v in pools.items()}
+            return self._softmax({k: v.unsqueeze(1) for k, v in pools.items()})  # (N, 1, C)
+        avg, mx = _frame_pools(x, dtype, self._need_max)
+        return self._arrange(avg, mx)
+
+    def _arrange(self, avg: Tensor, mx: Tensor | None) -> dict[str, Tensor]:
+        """Per-frame pools (N, C, T) -> descriptors (N, T', D) (+ softmax keys) of the temporal mode."""
+        pools = {"a": avg} if mx is None else {"a": avg, "m": mx}
+        n, c, t = avg.shape
+        if self.temporal == "concat":  # frame-major entries t*C + c
+            pools = {k: v.transpose(1, 2).reshape(n, 1, t * c) for k, v in pools.items()}
+        else:  # shared / frame: (N, T, C), one descriptor per frame
+            pools = {k: v.transpose(1, 2) for k, v in pools.items()}
+        return self._softmax(pools)
+
+    def _softmax(self, pools: dict[str, Tensor]) -> dict[str, Tensor]:
         for key in self._softmax_keys:
             pools[key] = F.softmax(pools[key[1:]], dim=-1)
         return pools
@@ -227,26 +234,139 @@ class CGD(nn.Module):
         """The last stage's output y as (N, T', D) in float32 (float64 for float64 inputs)."""
         if not torch.jit.is_tracing():  # host-side shape checks; a traced graph keeps N, T, H, W dynamic
             self._check_input(x)
-        dtype = _descriptor_dtype(x.dtype)
-        pools = self._pool(x, dtype)
+        return self._descriptor(self._pool(x, _descriptor_dtype(x.dtype)), self._params())
+
+    def _params(self) -> list[Tensor]:
+        """[w0, b0, w1, b1, ...] in stage order (the tensors the descriptor is differentiated by)."""
+        return [p for stage in self.stages for p in (stage.weight, stage.bias)]
+
+    def _descriptor(self, pools: dict[str, Tensor], params: list[Tensor]) -> Tensor:
+        """Eq. 10/12 and the Table 2 cascades on pooled descriptors; ``params`` as :meth:`_params`."""
+        dtype = pools["a"].dtype
+        params = [p if p.dtype == dtype else p.to(dtype) for p in params]
         if not self.cascaded:
-            stage = self.stages[0]
-            return stage(pools[self._g_keys[0]], pools[self._f_keys[0]], self._sum_first_level)
+            return _stage(pools[self._g_keys[0]], pools[self._f_keys[0]], params[0], params[1],
+                          self._sum_first_level)
         # Both first-level stages in one batched op: weights stacked to (2, 1, D).
-        s0, s1, final = self.stages
-        wb = torch.stack([s0.weight, s1.weight, s0.bias, s1.bias]).to(dtype).unsqueeze(1)
+        w0, b0, w1, b1, wf, bf = params
         g = self._gather(pools, self._g_keys)
         f = self._gather(pools, self._f_keys)
-        psi, phi = _stage(g, f, wb[:2], wb[2:], self._sum_first_level).unbind(1)
-        return final(psi, phi)
+        w = torch.stack([w0, w1]).unsqueeze(1)
+        b = torch.stack([b0, b1]).unsqueeze(1)
+        psi, phi = _stage(g, f, w, b, self._sum_first_level).unbind(1)
+        return _stage(psi, phi, wf, bf, False)
+
+    def _to_scale(self, y: Tensor, x_shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        """Descriptor y (N, T', D) -> ``1 + y`` as (N, C, T or 1, 1, 1) in ``dtype``."""
+        n, c, t = x_shape[:3]
+        t_out = t if self.temporal in _PER_FRAME_OUTPUT else 1
+        s = (1.0 + y.reshape(n, t_out, c).transpose(1, 2))[..., None, None]
+        return s if s.dtype == dtype else s.to(dtype)
 
     def scale(self, x: Tensor) -> Tensor:
         """``1 + y`` as (N, C, T or 1, 1, 1) in x's dtype, so that ``forward(x) == x * scale(x)``."""
-        n, c, t = x.shape[:3]
-        y = self.descriptor(x)
-        t_out = t if self.temporal in _PER_FRAME_OUTPUT else 1
-        y = y.reshape(n, t_out, c).transpose(1, 2)
-        return (1.0 + y).to(x.dtype)[..., None, None]
+        return self._to_scale(self.descriptor(x), x.shape, x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        params = self._params()
+        if (
+            self.temporal != "mean"
+            and torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for p in params))
+            and _eager(x)
+        ):
+            self._check_input(x)
+            return _PooledRescale.apply(x, self, *params)
         return x * self.scale(x)
+
+
+def _eager(x: Tensor) -> bool:
+    """Eager autograd: traced/scripted/compiled graphs see the plain ops, not the custom Function."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
+
+
+def _frame_pools(x: Tensor, dtype: torch.dtype, need_max: bool) -> tuple[Tensor, Tensor | None]:
+    """Spatial average and max of every (sample, channel, frame) as (N, C, T) in ``dtype``."""
+    avg = x.mean((3, 4)) if x.dtype == dtype else x.mean((3, 4), dtype=dtype)
+    if not need_max:
+        return avg, None
+    mx = x.amax((3, 4))
+    return avg, (mx if mx.dtype == dtype else mx.to(dtype))
+
+
+def _spatial_argmax(x: Tensor) -> Tensor:
+    """Index h*W + w of every (sample, channel, frame) maximum of x (N, C, T, H, W) as (N, C, T).
+
+    Only the backward pass needs it (the forward takes the much faster ``amax``). On a
+    channels_last frame batch ``max_pool2d_with_indices`` is the fast kernel; otherwise ``argmax``.
+    """
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).flatten(0, 1)  # a view for the clip view of a frame batch
+    if frames.dim() == 4 and frames.is_contiguous(memory_format=torch.channels_last) and not frames.is_contiguous():
+        idx = F.max_pool2d_with_indices(frames, (h, w))[1]  # (N*T, C, 1, 1)
+        return idx.view(n, t, c).transpose(1, 2)
+    return x.flatten(3).argmax(-1)
+
+
+def _dot_hw(a: Tensor, b: Tensor) -> Tensor:
+    """sum over H, W of a * b as (N, C, T), without an (N, C, T, H, W) temporary where possible."""
+    return torch.linalg.vecdot(a.flatten(3), b.flatten(3))
+
+
+class _PooledRescale(torch.autograd.Function):
+    """``x * scale(avg(x), max(x))`` (Eq. 11) with a hand-written backward over X.
+
+    Autograd's generic graph makes three full-size gradients for X (from the rescale, the average
+    pool and the tie mask of ``amax``) and sums them. Here the backward reads grad_out and X once
+    for ``d scale`` (a per-row dot product), writes grad_x once as ``grad_out * scale + d avg / HW``,
+    and adds ``d max`` at the argmax positions by a scatter; the tiny descriptor graph (Eq. 10/12,
+    Table 2) is differentiated by autograd on the pooled (N, C, T) tensors only.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, module: CGD, *params: Tensor) -> Tensor:
+        dtype = _descriptor_dtype(x.dtype)
+        avg, mx = _frame_pools(x, dtype, module._need_max)
+        with torch.enable_grad():
+            leaves = [avg.requires_grad_()] + ([] if mx is None else [mx.requires_grad_()])
+            ps = [p.detach().requires_grad_(p.requires_grad) for p in params]
+            y = module._descriptor(module._arrange(avg, mx), ps)
+            scale = module._to_scale(y, x.shape, x.dtype)
+        ctx.graph = (scale, leaves, ps)
+        ctx.save_for_backward(x)
+        return x * scale.detach()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        scale, leaves, ps = ctx.graph
+        s = scale.detach()
+        g_scale = _dot_hw(grad, x)  # (N, C, T)
+        if s.shape[2] == 1:
+            g_scale = g_scale.sum(2, keepdim=True)
+        wanted = leaves + [p for p in ps if p.requires_grad]
+        grads = torch.autograd.grad(scale, wanted, g_scale[..., None, None].to(scale.dtype),
+                                    retain_graph=True, allow_unused=True)  # backward may run twice (gradcheck)
+        g_avg = grads[0]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            hw = x.shape[3] * x.shape[4]
+            shift = (g_avg / hw).to(x.dtype)[..., None, None]
+            grad_x = _affine(grad, s, shift)
+            if len(leaves) == 2:
+                idx = _spatial_argmax(x)
+                flat = grad_x.flatten(3)
+                if not flat._is_view():
+                    grad_x = grad_x.contiguous()
+                    flat = grad_x.flatten(3)
+                flat.scatter_add_(-1, idx.unsqueeze(-1), grads[1].to(x.dtype).unsqueeze(-1))
+        it = iter(grads[len(leaves):])
+        return (grad_x, None, *(next(it) if p.requires_grad else None for p in ps))
+
+
+def _affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
+    """``x * mult + shift`` with per-(sample, channel[, frame]) mult/shift, in one pass."""
+    out = _cpu_affine(x, mult, shift) if x.device.type == "cpu" else None
+    if out is None:
+        out = torch.addcmul(shift, x, mult)
+    return out
