@@ -13,6 +13,7 @@ __all__ = [
     "model_kwargs",
     "build_model",
     "read_classes_for",
+    "DataConfigError",
     "train_dataset_kwargs",
     "test_dataset_kwargs",
     "build_train_dataset",
@@ -56,13 +57,28 @@ def build_model(cfg, load_pretrained: bool = True) -> nn.Module:
     return model
 
 
+class DataConfigError(ValueError):
+    """A DATA.* key names a file that is missing or is empty: the message names the key and the path."""
+
+
+_BUILD_HINT = "build the lists first, e.g. python tools/build_lists.py ucf101 --splits ... --root ... --out ... (data_lists/README.md)"
+
+
+def _require_file(key: str, path: str, what: str) -> str:
+    if not path:
+        raise DataConfigError(f"config key DATA.{key} is empty: set it to {what}")
+    if not Path(path).is_file():
+        raise DataConfigError(f"DATA.{key}: {what} {path} does not exist; {_BUILD_HINT}")
+    return path
+
+
 def read_classes_for(cfg) -> List[str]:
     """Class names from ``DATA.CLASSES`` (checked against ``MODEL.NUM_CLASSES``), else ``class_<i>``."""
     from cgd_video.data.lists import read_classes
 
     if not cfg.DATA.CLASSES:
         return [f"class_{i}" for i in range(cfg.MODEL.NUM_CLASSES)]
-    names = read_classes(cfg.DATA.CLASSES)
+    names = read_classes(_require_file("CLASSES", cfg.DATA.CLASSES, "a classes file (one name per line)"))
     if len(names) != cfg.MODEL.NUM_CLASSES:
         raise ValueError(
             f"DATA.CLASSES {cfg.DATA.CLASSES} names {len(names)} classes but MODEL.NUM_CLASSES is "
@@ -74,11 +90,7 @@ def read_classes_for(cfg) -> List[str]:
 def _records(cfg, key: str):
     from cgd_video.data.lists import read_video_list
 
-    path = cfg.DATA.get(key)
-    if not path:
-        raise ValueError(f"config key DATA.{key} is empty: set it to a list file ('<relative path> <label>' lines)")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"DATA.{key}: list file {path} does not exist")
+    path = _require_file(key, cfg.DATA.get(key), "a list file ('<relative path> <label>' lines)")
     return read_video_list(path, num_classes=cfg.MODEL.NUM_CLASSES)
 
 

@@ -122,3 +122,14 @@ def test_every_default_key_has_a_comment():
     for i, line in enumerate(lines):
         if line.startswith("_C.") and " = " in line and "CN()" not in line:
             assert lines[i - 1].lstrip().startswith("#"), f"defaults.py:{i + 1} {line!r} has no comment above it"
+
+
+def test_missing_data_files_name_the_key_and_path(tmp_path):
+    from cgd_video.builders import DataConfigError, build_train_dataset, read_classes_for
+
+    cfg = load_config("ucf101_cgd", ["DATA.CLASSES", str(tmp_path / "nope.txt")])
+    with pytest.raises(DataConfigError, match=r"DATA\.CLASSES.*nope\.txt.*build_lists"):
+        read_classes_for(cfg)
+    cfg = load_config("ucf101_cgd", ["DATA.TRAIN_LIST", ""])
+    with pytest.raises(DataConfigError, match=r"DATA\.TRAIN_LIST is empty"):
+        build_train_dataset(cfg)

@@ -35,13 +35,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from cgd_video.builders import DataConfigError
     from cgd_video.engine.checkpoint import CheckpointError
     from cgd_video.engine.distributed import cleanup
     from cgd_video.engine.trainer import NonFiniteLossError, train
 
     try:
         summary = train(cfg)
-    except (CheckpointError, NonFiniteLossError) as e:
+    except (CheckpointError, NonFiniteLossError, DataConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3 if isinstance(e, NonFiniteLossError) else 2
     finally:
