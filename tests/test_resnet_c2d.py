@@ -264,3 +264,47 @@ def test_training_mode_uses_plain_path_and_backprops():
     model(torch.randn(2, 3, 8, 32, 32)).sum().backward()
     assert calls == [1]
     assert model.layer1[0].attn.stages[0].weight.grad is not None
+
+
+def _randomise_cgd(model: torch.nn.Module) -> None:
+    from cgd_video.models.cgd import CGD
+
+    g = torch.Generator().manual_seed(11)
+    for m in model.modules():
+        if isinstance(m, CGD):
+            for p in m.parameters():
+                p.data = torch.rand(p.shape, generator=g) * 0.4 - 0.2
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("c2d_r50", {"layout": "pytorchvideo8"}),
+        ("c2d_r50_cgd", {}),
+        ("c2d_r18_cgd", {"attention_position": "conv2"}),
+        ("c2d_r50_nl", {}),
+        ("c2d_r50_cgnl", {}),
+    ],
+)
+def test_fuse_for_inference_matches_unfused(name, kwargs, channels_last):
+    """Conv+BN folding (fuse_for_inference) keeps the eval logits within 1e-5 relative."""
+    model = create_model(name, num_classes=5, num_frames=8, **kwargs).eval()
+    _perturb_norms(model)
+    _randomise_cgd(model)
+    clips = torch.randn(2, 3, 8, 48, 48)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        clips = clips.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        ref = model(clips)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert model.fuse_for_inference() is model
+        left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        out = model(clips)
+    blocks = sum(1 for m in model.modules() if hasattr(m, "attn_index"))
+    assert left == (blocks if "cgd" in name else 0) and left < n_bn  # only the BN after each CGD stays
+    assert ref.abs().max() > 1e-3
+    assert ((out - ref).abs().max() / ref.abs().max()).item() <= 1e-5
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        model.train()

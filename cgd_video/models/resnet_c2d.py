@@ -28,6 +28,7 @@ from torch import nn
 from cgd_video.models.attention import create_attention
 from cgd_video.models.cgnl import CGNLBlock
 from cgd_video.models.folding import scaled_batch_norm
+from cgd_video.models.fusion import fuse_conv_bn
 from cgd_video.models.layouts import (
     STAGES,
     TemporalLayout,
@@ -321,6 +322,25 @@ class C2DResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, _C2DBlock):
                 m.fold_attention = enabled
+
+    fused_for_inference: bool = False
+
+    def fuse_for_inference(self) -> "C2DResNet":
+        """Fold every eval BN that directly follows a conv into it (stem, conv2/conv3, downsample, NL out).
+
+        Irreversible and inference-only (see :func:`cgd_video.models.fusion.fuse_conv_bn`): puts the
+        model in eval mode; the BN after a CGD stays (merged with CGD's scale, Sec. 3.3). Logits match
+        the unfused eval model to float32 rounding. Returns ``self``.
+        """
+        return fuse_conv_bn(self)
+
+    def train(self, mode: bool = True) -> "C2DResNet":
+        if mode and self.fused_for_inference:
+            raise RuntimeError(
+                "cgd_video/models/resnet_c2d.py: this C2DResNet was fused for inference (BN folded into "
+                "the convs); rebuild it or reload the checkpoint to train"
+            )
+        return super().train(mode)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clip ``(N, 3, T, H, W)`` → res5 features as a clip view ``(N, C, T', H', W')``."""
