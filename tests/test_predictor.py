@@ -9,6 +9,7 @@ import torch
 
 from cgd_video.builders import build_model
 from cgd_video.config import load_config
+from cgd_video.data.transforms import normalize_views
 from cgd_video.engine.checkpoint import save_checkpoint
 
 CLASSES = ["Alpha", "Bravo", "Charlie", "Delta"]
@@ -76,7 +77,9 @@ def test_predict_path_and_bad_file(tiny_ckpt, synthetic_dataset, bad_videos):
     out = p.predict(video)
     assert len(out["labels"]) == 2 and out["labels"][0] in CLASSES
     item = p.dataset([video])[0]
-    assert out["scores"][0] == pytest.approx(p.model(item["views"]).softmax(1).max().item(), abs=1e-6)
+    assert item["views"].dtype == torch.uint8  # normalised by the consumer, right before the model
+    clips = normalize_views(item["views"], p.cfg.DATA.MEAN, p.cfg.DATA.STD)
+    assert out["scores"][0] == pytest.approx(p.model(clips).softmax(1).max().item(), abs=1e-6)
     with pytest.raises(VideoDecodeError, match="empty.mp4"):
         p.predict(bad_videos["empty"])
 

@@ -2,8 +2,15 @@
 
 Input frames are uint8 ``(T, H, W, 3)`` (what the readers in :mod:`cgd_video.data.decoding` return).
 Crops are slices; resizing is ``torchvision.transforms.v2.functional.resize`` (bilinear, antialiased) on
-uint8 ``(T, 3, H, W)`` views; the single conversion to float happens in :func:`normalize`, which returns
-the model layout ``(3, T, H, W)`` float32.
+uint8 ``(T, 3, H, W)`` views. The single conversion to float is one of two functions computing the same
+``(x / 255 - mean) / std`` (bit-identical values):
+
+* :func:`normalize` — one training clip, uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``, in the
+  dataset (``TrainClipDataset`` returns float clips);
+* :func:`normalize_views` — test views, uint8 ``(..., 3, T, S, S)`` (what ``MultiViewTestDataset``
+  returns) -> float32 ``(N, 3, T, S, S)`` on the model's device, applied by the consumer right before the
+  model (the evaluator, validation, the ``Predictor``): 30 test views stay uint8 through the DataLoader
+  (4x less memory and IPC than float32) and the host-to-device copy.
 
 Train augmentation (``aug``):
   ``"paper"``: a random square of 0.75-1 of the shorter side at a random position, resized to
@@ -30,8 +37,10 @@ __all__ = [
     "TRAIN_AUGS",
     "crop",
     "normalize",
+    "normalize_views",
     "resize_short_side",
     "short_side_size",
+    "test_crops",
     "test_frames",
     "test_views",
     "train_transform",
@@ -69,16 +78,52 @@ def crop(x: torch.Tensor, box: sampling.Box) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
+def _affine(mean: Sequence[float], std: Sequence[float], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` float32 ``(3, 1, 1, 1)``: ``x * scale + shift == (x / 255 - mean) / std``."""
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need 3 values (R, G, B), got mean={tuple(mean)} std={tuple(std)}")
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32, device=device)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32, device=device)
+    return scale.view(3, 1, 1, 1), shift.view(3, 1, 1, 1)
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 ``(T, 3, H, W)`` -> contiguous float32 ``(3, T, H, W)``, ``(x / 255 - mean) / std``.
 
     Computed as ``x * (1 / (255 std)) + (-mean / std)``: one converting copy and two in-place passes.
     Purely elementwise, so normalising then cropping gives bit-identical values to cropping first.
     """
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32).view(3, 1, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32).view(3, 1, 1, 1)
+    scale, shift = _affine(mean, std)
     out = torch.empty((3, x.shape[0], x.shape[2], x.shape[3]), dtype=torch.float32)
     out.copy_(x.permute(1, 0, 2, 3))
+    return out.mul_(scale).add_(shift)
+
+
+def normalize_views(
+    views: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    device: torch.device | str | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 views ``(..., 3, T, S, S)`` -> float32 model input ``(N, 3, T, S, S)`` on ``device``.
+
+    The one normalisation of test views (``MultiViewTestDataset`` output, ``(V, ...)`` per video or
+    ``(B, V, ...)`` per batch; the leading dims are flattened into ``N``, clip-major order kept). The
+    uint8 tensor is moved to ``device`` first (a quarter of the float32 bytes), then converted there with
+    the same arithmetic as :func:`normalize` (bit-identical values). ``channels_last``: the result is
+    ``torch.channels_last_3d`` (the conversion writes that layout directly, no extra copy).
+    ``device=None`` keeps the input's device.
+    """
+    if views.dtype != torch.uint8 or views.dim() < 4 or views.shape[-4] != 3:
+        raise ValueError(f"expected uint8 views (..., 3, T, S, S), got {views.dtype} {tuple(views.shape)}")
+    x = views.reshape(-1, *views.shape[-4:])
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    scale, shift = _affine(mean, std, x.device)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
+    out.copy_(x)
     return out.mul_(scale).add_(shift)
 
 
@@ -115,6 +160,19 @@ def test_frames(frames: torch.Tensor, test_scale: int = 256, test_crop: int = 25
     return resize_short_side(_to_tchw(frames), max(test_scale, test_crop))
 
 
+def test_crops(frames: torch.Tensor, test_scale: int = 256, test_crop: int = 256, num_crops: int = 3) -> torch.Tensor:
+    """The ``num_crops`` test views of one clip as uint8 ``(num_crops, 3, T, test_crop, test_crop)``.
+
+    Each view is written once, straight from the resized frames into the output (the model's layout).
+    """
+    x = test_frames(frames, test_scale, test_crop)
+    boxes = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], test_crop, num_crops)
+    out = torch.empty((len(boxes), 3, x.shape[0], test_crop, test_crop), dtype=torch.uint8)
+    for view, box in zip(out, boxes):
+        view.copy_(crop(x, box).permute(1, 0, 2, 3))
+    return out
+
+
 def test_views(
     frames: torch.Tensor,
     test_scale: int = 256,
@@ -123,12 +181,11 @@ def test_views(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """The ``num_crops`` test views of one clip: ``(num_crops, 3, T, test_crop, test_crop)`` float32."""
-    x = test_frames(frames, test_scale, test_crop)
-    boxes = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], test_crop, num_crops)
-    return torch.stack([normalize(crop(x, box), mean, std) for box in boxes])
+    """The ``num_crops`` normalised test views of one clip: ``(num_crops, 3, T, test_crop, test_crop)``
+    float32 (:func:`test_crops` then :func:`normalize_views`)."""
+    return normalize_views(test_crops(frames, test_scale, test_crop, num_crops), mean, std)
 
 
-for _fn in (test_frames, test_views):
+for _fn in (test_crops, test_frames, test_views):
     _fn.__test__ = False  # importable into pytest modules without being collected
 del _fn

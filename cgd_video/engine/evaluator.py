@@ -1,9 +1,13 @@
 """Multi-view video evaluation (Sec. 4.1, PROTOCOL.md §5): video score = mean of per-view softmax.
 
-:func:`evaluate` runs a model over a ``MultiViewTestDataset`` (``ds[i] -> dict(views (V,3,T,S,S), label,
-index, ok, error)``) and returns per-video scores in dataset order plus metrics. Under torchrun each rank
-takes indices ``rank::world`` (no sampler padding, so no duplicates and none lost) and the per-video
-scores are gathered by index, so every rank returns exactly the single-process result.
+:func:`video_scores` is that formula: ``(B, V, ...)`` views -> ``(B, K)`` video scores (uint8 views are
+normalised on the model's device first, :func:`cgd_video.data.transforms.normalize_views`); the
+evaluator, training validation and the ``Predictor`` all score through it.
+:func:`evaluate` runs a model over a ``MultiViewTestDataset`` (``ds[i] -> dict(views uint8 (V,3,T,S,S),
+label, index, ok, error)``) and returns per-video scores in dataset order plus metrics over the decoded
+videos that have a label (label ``-1``: no ground truth, scored but left out of the metrics). Under
+torchrun each rank takes indices ``rank::world`` (no sampler padding, so no duplicates and none lost)
+and the per-video scores are gathered by index, so every rank returns exactly the single-process result.
 :func:`write_test_outputs` writes ``test_results.json``, ``predictions.csv`` and a confusion matrix PNG.
 """
 
@@ -23,11 +27,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_views
 from cgd_video.engine import distributed as du
 from cgd_video.engine.metrics import classification_metrics, confusion_matrix
 from cgd_video.utils.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["EvalResult", "evaluate", "autocast_context", "write_test_outputs"]
+__all__ = ["EvalResult", "evaluate", "autocast_context", "video_scores", "write_test_outputs"]
 
 
 @dataclass
@@ -35,8 +40,9 @@ class EvalResult:
     """Per-video results in dataset order.
 
     ``scores``: (N, K) float32 mean softmax per video (rows of failed videos are NaN);
-    ``labels``: (N,) int64; ``ok``: (N,) bool (decoded); ``errors``: {index: reason} of failed videos;
-    ``metrics``: top1/top5/mean_class_acc over the decoded videos, plus num_videos/num_failed.
+    ``labels``: (N,) int64, ``-1`` where there is no ground truth; ``ok``: (N,) bool (decoded);
+    ``errors``: {index: reason} of failed videos; ``metrics``: top1/top5/mean_class_acc over the decoded
+    videos with a label (:attr:`scored`), plus num_videos/num_failed/num_unlabeled/num_scored.
     """
 
     scores: torch.Tensor
@@ -44,6 +50,11 @@ class EvalResult:
     ok: torch.Tensor
     errors: Dict[int, str] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scored(self) -> torch.Tensor:
+        """(N,) bool: the videos the metrics are over (decoded and labelled)."""
+        return self.ok & (self.labels >= 0)
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -67,6 +78,43 @@ def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 @torch.no_grad()
+def video_scores(
+    model: nn.Module,
+    views: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    device: torch.device | str | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """``(B, K)`` float32 video scores on the CPU: the mean over each video's V views of the softmax of
+    ``model``'s logits (paper Sec. 4.1: "averaging the softmax scores").
+
+    ``views`` is ``(B, V, 3, T, S, S)``: uint8 as ``MultiViewTestDataset`` gives them (moved to
+    ``device`` as uint8, then normalised there with ``mean``/``std`` by
+    :func:`cgd_video.data.transforms.normalize_views`), or float already normalised (used as given;
+    ``mean``/``std`` ignored). The model sees all ``B * V`` views in one ``(B*V, 3, T, S, S)`` batch,
+    clip-major within each video. ``device=None``: the model's device. ``model`` is used as it is (put it
+    in eval mode first).
+    """
+    if views.dim() != 6 or views.shape[2] != 3:
+        raise ValueError(f"views must be (B, V, 3, T, S, S), got {tuple(views.shape)}")
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    b, v = views.shape[:2]
+    if views.dtype == torch.uint8:
+        clips = normalize_views(views, mean, std, device, channels_last)
+    else:
+        clips = views.flatten(0, 1).to(device, non_blocking=True)
+        if channels_last:
+            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+    with autocast_context(device, amp):
+        logits = model(clips)
+    return logits.float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu()
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     dataset,
@@ -81,8 +129,9 @@ def evaluate(
 ) -> EvalResult:
     """Score every video of ``dataset`` with ``model`` (switched to eval mode; restored afterwards).
 
-    Each batch holds ``batch_size`` videos x V views; the model sees ``(batch*V, 3, T, S, S)`` and the
-    softmax of its logits is averaged over each video's V views (clip-major order, as the dataset gives).
+    Each batch holds ``batch_size`` videos x V uint8 views, scored by :func:`video_scores` (normalised
+    on ``device`` with the dataset's ``mean``/``std``). Videos with label ``-1`` are scored and returned
+    but left out of the metrics (``metrics["num_unlabeled"]`` counts them).
     """
     device = torch.device(device)
     rank, world = du.get_rank(), du.get_world_size()
@@ -98,6 +147,8 @@ def evaluate(
         # own generator: creating the iterator must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(0),
     )
+    mean = tuple(getattr(dataset, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(dataset, "std", IMAGENET_STD))
     was_training = model.training
     model.eval()
     out_idx: List[int] = []
@@ -109,14 +160,8 @@ def evaluate(
     t0 = time.perf_counter()
     try:
         for batch in loader:
-            views = batch["views"]
-            b, v = views.shape[:2]
-            clips = views.flatten(0, 1).to(device, non_blocking=True)
-            if channels_last:
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
-            with autocast_context(device, amp):
-                logits = model(clips)
-            probs = logits.float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu()
+            b = len(batch["index"])
+            probs = video_scores(model, batch["views"], mean, std, device, amp, channels_last)
             for j in range(b):
                 idx = int(batch["index"][j])
                 ok = bool(batch["ok"][j])
@@ -147,9 +192,12 @@ def evaluate(
         all_errors.update(err)
     if not bool((seen == 1).all()):
         raise RuntimeError(f"evaluation covered {int((seen > 0).sum())} of {n} videos exactly once: sharding bug")
-    metrics = classification_metrics(scores[ok], labels[ok])
-    metrics.update(num_videos=n, num_failed=int((~ok).sum()))
-    return EvalResult(scores, labels, ok, dict(sorted(all_errors.items())), metrics)
+    result = EvalResult(scores, labels, ok, dict(sorted(all_errors.items())))
+    scored = result.scored
+    result.metrics = classification_metrics(scores[scored], labels[scored])
+    result.metrics.update(num_videos=n, num_failed=int((~ok).sum()), num_unlabeled=int((labels < 0).sum()),
+                          num_scored=int(scored.sum()))
+    return result
 
 
 def _confusion_png(cm: torch.Tensor, classes: Sequence[str]) -> bytes:
@@ -202,7 +250,7 @@ def write_test_outputs(
         failed_paths=failed,
         views=dict(views, per_video=views["num_clips"] * views["num_crops"]),
         checkpoint=str(checkpoint),
-        metrics_over="decoded videos (failed ones are listed and excluded)",
+        metrics_over="decoded videos with a label (failed ones are listed and excluded; label -1 excluded)",
     )
     files = {"results": atomic_write_text(out_dir / "test_results.json", json.dumps(summary, indent=2) + "\n")}
     k = min(topk, len(classes))
@@ -220,7 +268,7 @@ def write_test_outputs(
             row += ["", ""] * k
         w.writerow(row)
     files["predictions"] = atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
-    ok = result.ok
-    cm = confusion_matrix(result.scores[ok].argmax(dim=1), result.labels[ok], len(classes))
+    scored = result.scored
+    cm = confusion_matrix(result.scores[scored].argmax(dim=1), result.labels[scored], len(classes))
     files["confusion"] = atomic_write_bytes(out_dir / "confusion_matrix.png", _confusion_png(cm, classes))
     return files

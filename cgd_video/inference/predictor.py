@@ -202,19 +202,15 @@ class Predictor:
         return MultiViewTestDataset([VideoRecord(os.fspath(p), -1) for p in paths], **kwargs)
 
     # -- the model side ---------------------------------------------------------------------------
-    @torch.no_grad()
     def video_scores(self, views: torch.Tensor) -> torch.Tensor:
-        """``(B, V, 3, T, S, S)`` views -> ``(B, K)`` video scores: the mean of the V views' softmax
-        outputs (paper Sec. 4.1), computed as :func:`cgd_video.engine.evaluator.evaluate` does."""
-        from cgd_video.engine.evaluator import autocast_context
+        """``(B, V, 3, T, S, S)`` views (uint8 from the dataset, or float already normalised) -> ``(B, K)``
+        video scores: :func:`cgd_video.engine.evaluator.video_scores` (the mean of the V views' softmax,
+        paper Sec. 4.1) with this predictor's device, AMP, memory format and ``DATA.MEAN``/``DATA.STD``."""
+        from cgd_video.engine.evaluator import video_scores
 
-        b, v = views.shape[:2]
-        clips = views.flatten(0, 1).to(self.device, non_blocking=True)
-        if self.channels_last:
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
-        with autocast_context(self.device, self.amp):
-            logits = self.model(clips)
-        return logits.float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu()
+        d = self.cfg.DATA
+        return video_scores(self.model, views, tuple(d.MEAN), tuple(d.STD), self.device, self.amp,
+                            self.channels_last)
 
     def ranked(self, scores: torch.Tensor) -> Dict[str, Any]:
         """Top-k names and scores of one ``(K,)`` score vector."""
@@ -227,8 +223,10 @@ class Predictor:
         """Top-k ``labels`` and ``scores`` (plus ``top1_label``/``top1_score``) of one video.
 
         ``video`` is a file path (decoded with this predictor's views; raises ``VideoDecodeError`` when
-        it cannot be read), or a preprocessed tensor: one clip ``(3, T, S, S)`` or the views of one video
-        ``(V, 3, T, S, S)``, whose softmax outputs are averaged.
+        it cannot be read), or a tensor: one clip ``(3, T, S, S)`` or the views of one video
+        ``(V, 3, T, S, S)``, whose softmax outputs are averaged. A uint8 tensor holds raw pixels
+        (normalised here with ``DATA.MEAN``/``DATA.STD``, like the dataset's views); any other dtype is
+        taken as already normalised.
         """
         if isinstance(video, torch.Tensor):
             if video.dim() == 4:
@@ -237,7 +235,9 @@ class Predictor:
                 raise ValueError(
                     f"tensor input must be (3, T, S, S) or (V, 3, T, S, S), got {tuple(video.shape)}"
                 )
-            return self.ranked(self.video_scores(video.unsqueeze(0).float())[0])
+            if video.dtype != torch.uint8:
+                video = video.float()
+            return self.ranked(self.video_scores(video.unsqueeze(0))[0])
         from cgd_video.data.decoding import VideoDecodeError
 
         item = self.dataset([video])[0]
@@ -306,7 +306,7 @@ class Predictor:
         """
         from cgd_video.data import sampling
         from cgd_video.data.decoding import open_video, read_clip
-        from cgd_video.data.transforms import test_views
+        from cgd_video.data.transforms import test_crops
 
         if seconds <= 0:
             raise ValueError(f"timeline window must be > 0 seconds, got {seconds}")
@@ -328,10 +328,7 @@ class Predictor:
 
             frames = read_clip(reader, indices)
             frames = frames.reshape(self.num_clips, int(d.NUM_FRAMES), *frames.shape[1:])
-            views = torch.cat([
-                test_views(f, d.TEST_SCALE, d.TEST_CROP, self.num_crops, tuple(d.MEAN), tuple(d.STD))
-                for f in frames
-            ])
+            views = torch.cat([test_crops(f, d.TEST_SCALE, d.TEST_CROP, self.num_crops) for f in frames])  # uint8
             entry = {"start": round(s / fps, 3), "end": round((s + length) / fps, 3)}
             entry.update(self.ranked(self.video_scores(views.unsqueeze(0))[0]))
             out.append(entry)
