@@ -127,6 +127,27 @@ def test_decode_once_equals_per_view_decoding(synthetic_dataset, monkeypatch):
     assert not torch.equal(item["views"][0], item["views"][3])  # clips differ
 
 
+def test_uint8_views_normalised_by_the_consumer_equal_the_float_path(synthetic_dataset):
+    """The views leave the dataset as uint8 in the model layout; ``normalize_views`` on them gives the
+    float views of the former in-dataset path (decode, resize, crop, ``normalize``) within 1e-6."""
+    from cgd_video.data import sampling, transforms as T
+    from cgd_video.data.decoding import open_video
+
+    records = _records(synthetic_dataset)[:1]
+    mean, std = (0.43, 0.4, 0.39), (0.2, 0.21, 0.22)
+    ds = _test_ds(synthetic_dataset, records, mean=mean, std=std)
+    views = ds[0]["views"]
+    assert views.dtype == torch.uint8 and views.shape == (9, 3, 4, 40, 40) and views.is_contiguous()
+    got = T.normalize_views(views, ds.mean, ds.std, device="cpu")
+    path = ds.path(0)
+    old = []
+    for clip in ds._clip_indices(open_video(path).num_frames):
+        x = T.test_frames(open_video(path).get(clip), ds.test_scale, ds.test_crop)
+        for box in sampling.test_crop_boxes(x.shape[-2], x.shape[-1], ds.test_crop, ds.num_crops):
+            old.append(T.normalize(T.crop(x, box), mean, std))
+    torch.testing.assert_close(got, torch.stack(old), atol=1e-6, rtol=0)
+
+
 def test_views_are_clip_major(synthetic_dataset):
     records = _records(synthetic_dataset)[:1]
     views = _test_ds(synthetic_dataset, records)[0]["views"]

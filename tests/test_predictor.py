@@ -104,3 +104,18 @@ def test_timeline_windows(tiny_ckpt, synthetic_dataset):
     whole = p.timeline(video, 10.0)  # longer than the video: one window = the ordinary 1x1 prediction
     assert len(whole) == 1 and whole[0]["end"] == pytest.approx(0.96)
     assert whole[0]["scores"] == pytest.approx(p.predict(video)["scores"], abs=1e-6)
+
+
+def test_uint8_tensor_input_is_normalised_like_the_dataset(tiny_ckpt):
+    """Raw uint8 views are normalised with DATA.MEAN/STD by the shared function, then scored by the
+    evaluator's ``video_scores``: the same result as passing the normalised float views."""
+    from cgd_video import Predictor
+    from cgd_video.engine.evaluator import video_scores
+
+    p = Predictor.from_checkpoint(tiny_ckpt, device="cpu", topk=4)
+    raw = torch.randint(0, 256, (3, 3, 4, 32, 32), dtype=torch.uint8)
+    floats = normalize_views(raw, p.cfg.DATA.MEAN, p.cfg.DATA.STD)
+    got, ref = p.predict(raw), p.predict(floats)
+    assert got["labels"] == ref["labels"] and got["scores"] == pytest.approx(ref["scores"], abs=1e-6)
+    expected = video_scores(p.model, raw.unsqueeze(0), p.cfg.DATA.MEAN, p.cfg.DATA.STD)[0]
+    assert got["scores"] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)

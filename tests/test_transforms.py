@@ -83,3 +83,37 @@ def test_bad_inputs_are_named():
         T.train_transform(_frames(), np.random.default_rng(0), 16, aug="mixup")
     with pytest.raises(ValueError, match=r"uint8 frames \(T, H, W, 3\)"):
         T.test_views(_frames().float(), 16, 16, 1)
+
+
+def test_normalize_views_equals_the_float_path_and_float64():
+    views = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (2, 3, 3, 4, 8, 8), dtype=np.uint8))
+    mean, std = (0.45, 0.45, 0.45), (0.225, 0.2, 0.25)
+    got = T.normalize_views(views, mean, std)
+    assert got.dtype == torch.float32 and got.shape == (6, 3, 4, 8, 8) and got.is_contiguous()
+    # The per-clip training/legacy path on each view, (T, 3, H, W) -> (3, T, H, W): same arithmetic.
+    old = torch.stack([T.normalize(v.permute(1, 0, 2, 3), mean, std) for v in views.flatten(0, 1)])
+    torch.testing.assert_close(got, old, atol=1e-6, rtol=0)
+    ref = (views.double() / 255.0 - torch.tensor(mean).double().view(3, 1, 1, 1)) / torch.tensor(std).double().view(3, 1, 1, 1)
+    torch.testing.assert_close(got.double(), ref.flatten(0, 1), atol=1e-5, rtol=0)
+    cl = T.normalize_views(views, mean, std, device="cpu", channels_last=True)
+    assert cl.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(cl, got)
+    assert views.dtype == torch.uint8  # input untouched
+
+
+def test_normalize_views_rejects_float_or_wrong_layout():
+    with pytest.raises(ValueError, match=r"uint8 views \(\.\.\., 3, T, S, S\)"):
+        T.normalize_views(torch.zeros(2, 3, 4, 8, 8))
+    with pytest.raises(ValueError, match="uint8 views"):
+        T.normalize_views(torch.zeros(2, 4, 8, 8, 3, dtype=torch.uint8))  # channels at the end
+    with pytest.raises(ValueError, match="3 values"):
+        T.normalize_views(torch.zeros(1, 3, 1, 2, 2, dtype=torch.uint8), (0.5, 0.5), (0.5, 0.5))
+
+
+def test_test_crops_are_uint8_slices_and_test_views_their_normalisation():
+    frames = _frames(2, 32, 48)  # no resize: crops are exact slices
+    crops = T.test_crops(frames, 32, 32, 3)
+    x = frames.permute(3, 0, 1, 2)  # (3, T, H, W)
+    assert crops.dtype == torch.uint8 and crops.shape == (3, 3, 2, 32, 32)
+    for crop, left in zip(crops, (0, 8, 16)):
+        assert torch.equal(crop, x[..., left : left + 32])
+    assert torch.equal(T.test_views(frames, 32, 32, 3), T.normalize_views(crops))
