@@ -175,6 +175,9 @@ _C.TEST.NUM_CROPS = 1
 _C.TEST.BATCH_SIZE = 2
 # Checkpoint to test ("" = OUTPUT_DIR/checkpoints/last.pt).
 _C.TEST.CHECKPOINT = ""
+# Test/inference only: fold every eval BatchNorm that follows a conv into it (models/fusion.py); same
+# logits to float32 rounding, fewer passes over memory. The model cannot be trained afterwards.
+_C.TEST.FUSE_BN = True
 
 # ----------------------------------------------------------------------------------------------------
 # Data loading

@@ -35,7 +35,9 @@ def run_test(cfg, ckpt: Optional[str] = None, progress: bool = True) -> tuple[Di
     check_model_compatible(state, cfg, str(path))
     model = build_model(cfg, load_pretrained=False)
     model.load_state_dict(state["model"])
-    model.to(device)
+    model.to(device).eval()
+    if cfg.TEST.FUSE_BN:
+        model.fuse_for_inference()
     dataset = build_test_dataset(cfg, split="test")
     classes = list(state.get("classes") or [f"class_{i}" for i in range(cfg.MODEL.NUM_CLASSES)])
     result = evaluate(model, dataset, cfg.MODEL.NUM_CLASSES, batch_size=cfg.TEST.BATCH_SIZE, device=device,

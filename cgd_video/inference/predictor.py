@@ -110,6 +110,8 @@ def load_model_from_checkpoint(
     model = build_model(cfg, load_pretrained=False)  # the checkpoint holds every weight
     model.load_state_dict(ckpt["model"])
     model.to(resolve_device(device)).eval()
+    if cfg.TEST.FUSE_BN:
+        model.fuse_for_inference()
     return model, cfg, classes
 
 
