@@ -5,12 +5,13 @@ shows how to use them.
 
     python tools/demo.py --out outputs/demo
 
-1. ``cgd_video.data.synthetic.write_synthetic_dataset``: real h264 mp4s in the UCF-101 layout
+1. ``tools/make_synthetic.py``: real h264 mp4s in the UCF-101 layout
    (skipped when ``OUT/data`` already holds them);
 2. ``tools/build_lists.py ucf101``: list files and classes.txt;
 3. ``tools/train.py --cfg synthetic_cgd``: C2D ResNet-18 + CGD v10 on CPU (re-running resumes/finishes);
 4. ``tools/test.py``: 10 clips x 3 crops per test video -> ``OUT/test_results.json``;
-5. ``tools/infer.py`` (when present): batch inference over the test videos -> ``OUT/infer/predictions.csv``.
+5. ``tools/infer.py``: batch inference over the test videos, 10x3 views -> ``OUT/infer/predictions.csv``;
+6. ``tools/plot.py``: training curves -> ``OUT/plots/*.png``.
 """
 
 from __future__ import annotations
@@ -38,19 +39,14 @@ def _run(cmd: list[str], what: str) -> float:
 
 
 def _make_data(root: Path) -> float:
-    from tqdm import tqdm
-
-    from cgd_video.data.synthetic import write_synthetic_dataset
-
-    t0 = time.perf_counter()
     if (root / "splits" / "testlist01.txt").is_file():
         print(f"\n== 1. synthetic dataset: already in {root} (delete it to regenerate)")
         return 0.0
-    print(f"\n== 1. synthetic dataset -> {root}  ({DATA_KW})", flush=True)
-    total = DATA_KW["classes"] * DATA_KW["videos_per_class"]
-    with tqdm(total=total, desc="writing videos", unit="video") as bar:
-        write_synthetic_dataset(root, progress=bar.update, **DATA_KW)
-    return time.perf_counter() - t0
+    kw = DATA_KW
+    return _run([sys.executable, REPO / "tools/make_synthetic.py", "--out", root, "--classes", kw["classes"],
+                 "--videos-per-class", kw["videos_per_class"], "--frames", kw["frames"],
+                 "--size", "{}x{}".format(*kw["size"]), "--fps", kw["fps"], "--seed", kw["seed"]],
+                "1. synthetic dataset (tools/make_synthetic.py)")
 
 
 def main(argv=None) -> int:
@@ -76,18 +72,14 @@ def main(argv=None) -> int:
     times["test"] = _run([py, REPO / "tools/test.py", "--cfg", args.cfg, "--ckpt", ckpt, *opts,
                           "TEST.NUM_CLIPS", "10", "TEST.NUM_CROPS", "3"], "4. test, 10 clips x 3 crops (tools/test.py)")
     infer_out = out / "infer" / "predictions.csv"
-    infer = REPO / "tools" / "infer.py"
-    if infer.is_file():
-        test_videos = out / "infer" / "test_videos.txt"
-        test_videos.parent.mkdir(parents=True, exist_ok=True)
-        rels = [line.rsplit(" ", 1)[0] for line in (lists / "test_split1.txt").read_text().splitlines() if line.strip()]
-        test_videos.write_text("".join(f"{data / 'videos' / r}\n" for r in rels))
-        times["infer"] = _run([py, infer, "--ckpt", ckpt, "--input", test_videos, "--output", infer_out,
-                               "--views", "10x3", "--device", "cpu", "--overwrite"],
-                              "5. batch inference (tools/infer.py)")
-    else:
-        print("\n== 5. batch inference: tools/infer.py is not in this checkout yet; skipped")
-        infer_out = None
+    test_videos = out / "infer" / "test_videos.txt"
+    test_videos.parent.mkdir(parents=True, exist_ok=True)
+    rels = [line.rsplit(" ", 1)[0] for line in (lists / "test_split1.txt").read_text().splitlines() if line.strip()]
+    test_videos.write_text("".join(f"{data / 'videos' / r}\n" for r in rels))
+    times["infer"] = _run([py, REPO / "tools/infer.py", "--ckpt", ckpt, "--input", test_videos, "--output", infer_out,
+                           "--views", "10x3", "--device", "cpu", "--overwrite"],
+                          "5. batch inference (tools/infer.py)")
+    times["plot"] = _run([py, REPO / "tools/plot.py", run_dir], "6. training curves (tools/plot.py)")
 
     results = json.loads((run_dir / "test_results.json").read_text())
     total = time.perf_counter() - t_start
@@ -101,10 +93,9 @@ def main(argv=None) -> int:
                         ("resolved config", run_dir / "config.yaml"), ("checkpoint", ckpt),
                         ("training log", run_dir / "metrics.jsonl"), ("test results", run_dir / "test_results.json"),
                         ("per-video predictions", run_dir / "predictions.csv"),
-                        ("confusion matrix", run_dir / "confusion_matrix.png"), ("batch inference", infer_out)]:
-        if path is not None:
-            print(f"  {label:22s} {path}")
-    print(f"training curves: python tools/plot.py {run_dir}")
+                        ("confusion matrix", run_dir / "confusion_matrix.png"), ("training curves", run_dir / "plots"),
+                        ("batch inference", infer_out)]:
+        print(f"  {label:22s} {path}")
     return 0
 
 
