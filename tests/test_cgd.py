@@ -376,3 +376,70 @@ def test_fused_backward_bf16_autocast():
     out.float().sum().backward()
     assert out.dtype == torch.bfloat16 and x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+# ---- channels-innermost layouts (channels_last_3d, clip view of a channels_last frame batch) -----------
+
+
+def _channels_innermost(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """x (N, C, T, H, W) with the same values, channels innermost in memory."""
+    if layout == "channels_last_3d":
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    n, c, t, h, w = x.shape  # clip view of a channels_last (N*T, C, H, W) frame batch, as resnet_c2d
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w).contiguous(memory_format=torch.channels_last)
+    return frames.unflatten(0, (n, t)).transpose(1, 2)
+
+
+@pytest.mark.parametrize("layout", ["channels_last_3d", "frames_channels_last"])
+def test_channel_rows_view_takes_no_copy(layout):
+    from cgd_video.models.cgd import _channel_rows
+
+    x = _channels_innermost(torch.randn(2, 6, 3, 5, 4), layout)
+    rows = _channel_rows(x)
+    assert rows is not None and rows.shape == (2, 3, 20, 6) and rows.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(rows.mean(2).transpose(1, 2), x.mean((3, 4)), rtol=1e-6, atol=1e-6)
+    assert _channel_rows(x.contiguous()) is None  # NCHW keeps the (3, 4) reductions
+
+
+@pytest.mark.parametrize("layout", ["channels_last_3d", "frames_channels_last"])
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+@pytest.mark.parametrize("variant", ["v1", "v7", "v10"])
+def test_channels_last_matches_float64_reference(variant, temporal, layout):
+    torch.manual_seed(4)
+    c, t = 5, 3
+    x = torch.randn(2, c, t, 4, 3, dtype=torch.float64)
+    m = _randomised(CGD(c, variant=variant, temporal=temporal, num_frames=t)).double()
+    expected = reference_scale(x, variant, temporal, [s.weight.detach() for s in m.stages],
+                               [s.bias.detach() for s in m.stages])
+    xc = _channels_innermost(x, layout)
+    got = m.scale(xc)
+    torch.testing.assert_close(got.expand(2, c, t, 1, 1)[..., 0, 0], expected, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        out = m(xc)
+    assert out.stride() == xc.stride()
+    torch.testing.assert_close(out, x * expected[..., None, None], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("grad_layout", ["same", "contiguous"])
+@pytest.mark.parametrize("layout", ["channels_last_3d", "frames_channels_last"])
+@pytest.mark.parametrize("temporal", ALL_TEMPORAL)
+@pytest.mark.parametrize("variant", ["v1", "v7", "v10"])
+def test_channels_last_output_and_grads_match_contiguous(variant, temporal, layout, grad_layout):
+    """Same output (layout preserved) and same gradients for x and w, b as the contiguous input."""
+    torch.manual_seed(6)
+    m = _randomised(CGD(6, variant=variant, temporal=temporal, num_frames=3), seed=1)
+    x = torch.randn(2, 6, 3, 7, 5)
+    gout = torch.randn(2, 6, 3, 7, 5)
+    xc = _channels_innermost(x, layout).requires_grad_(True)
+    x0 = x.clone().requires_grad_(True)
+    out_c, out_0 = m(xc), m(x0)
+    assert out_c.stride() == xc.stride()  # memory format preserved: no copy in the next conv
+    torch.testing.assert_close(out_c, out_0, rtol=1e-6, atol=1e-6)
+    g_c = torch.autograd.grad(out_c, [xc, *m.parameters()], gout if grad_layout == "contiguous"
+                              else _channels_innermost(gout, layout))
+    g_0 = torch.autograd.grad(out_0, [x0, *m.parameters()], gout)
+    for a, b in zip(g_c, g_0):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m(xc), m(x0), rtol=1e-6, atol=1e-6)

@@ -187,7 +187,11 @@ class CGD(nn.Module):
     def _pool(self, x: Tensor, dtype: torch.dtype) -> dict[str, Tensor]:
         """Pooled descriptors as (N, T', D) in ``dtype``: average (and max if needed), pooled once."""
         if self.temporal == "mean":
-            if self._need_max:
+            rows = _channel_rows(x)
+            if rows is not None:  # channels innermost: reduce the (N, T, H*W, C) view, C kept
+                xm = rows.mean(1, dtype=dtype)  # (N, H*W, C)
+                pools = {"a": xm.mean(1), "m": xm.amax(1)} if self._need_max else {"a": xm.mean(1)}
+            elif self._need_max:
                 xm = x.mean(2, dtype=dtype)  # (N, C, H, W)
                 pools = {"a": xm.mean((2, 3)), "m": xm.amax((2, 3))}
             else:
@@ -285,12 +289,31 @@ def _eager(x: Tensor) -> bool:
     return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
 
 
+def _channel_rows(x: Tensor) -> Tensor | None:
+    """(N, T, H*W, C) view of x (N, C, T, H, W) when channels are its innermost dim, else None.
+
+    That is the layout of a channels_last_3d clip and of the clip view of a channels_last
+    (N*T, C, H, W) frame batch. CPU reductions over dims (3, 4) of such a tensor take a strided
+    kernel 10-60x slower than reducing dim 2 of this view (C stays contiguous); a plain
+    contiguous x returns None and keeps the (3, 4) reductions, already the fast ones there.
+    """
+    if x.is_contiguous():
+        return None
+    v = x.permute(0, 2, 3, 4, 1)
+    return v.flatten(2, 3) if v.is_contiguous() else None
+
+
 def _frame_pools(x: Tensor, dtype: torch.dtype, need_max: bool) -> tuple[Tensor, Tensor | None]:
     """Spatial average and max of every (sample, channel, frame) as (N, C, T) in ``dtype``."""
-    avg = x.mean((3, 4)) if x.dtype == dtype else x.mean((3, 4), dtype=dtype)
-    if not need_max:
+    rows = _channel_rows(x)
+    src, dims = (x, (3, 4)) if rows is None else (rows, 2)
+    avg = src.mean(dims) if x.dtype == dtype else src.mean(dims, dtype=dtype)
+    mx = src.amax(dims) if need_max else None
+    if rows is not None:  # (N, T, C) -> (N, C, T), a view
+        avg = avg.transpose(1, 2)
+        mx = None if mx is None else mx.transpose(1, 2)
+    if mx is None:
         return avg, None
-    mx = x.amax((3, 4))
     return avg, (mx if mx.dtype == dtype else mx.to(dtype))
 
 
@@ -309,7 +332,14 @@ def _spatial_argmax(x: Tensor) -> Tensor:
 
 
 def _dot_hw(a: Tensor, b: Tensor) -> Tensor:
-    """sum over H, W of a * b as (N, C, T), without an (N, C, T, H, W) temporary where possible."""
+    """sum over H, W of a * b as (N, C, T), without an (N, C, T, H, W) temporary where possible.
+
+    Channels-innermost a and b are reduced along dim 2 of their (N, T, H*W, C) views
+    (:func:`_channel_rows`): about 5x faster on CPU than the vecdot over strided H*W rows.
+    """
+    ra, rb = _channel_rows(a), _channel_rows(b)
+    if ra is not None and rb is not None:
+        return torch.linalg.vecdot(ra, rb, dim=2).transpose(1, 2)
     return torch.linalg.vecdot(a.flatten(3), b.flatten(3))
 
 
