@@ -12,6 +12,7 @@ from torch import nn
 __all__ = [
     "model_kwargs",
     "build_model",
+    "build_model_from_checkpoint",
     "read_classes_for",
     "DataConfigError",
     "train_dataset_kwargs",
@@ -70,6 +71,25 @@ def _require_file(key: str, path: str, what: str) -> str:
     if not Path(path).is_file():
         raise DataConfigError(f"DATA.{key}: {what} {path} does not exist; {_BUILD_HINT}")
     return path
+
+
+def build_model_from_checkpoint(cfg, ckpt: Dict[str, Any], device="cpu", path: str = "checkpoint"):
+    """The eval-mode model of a loaded checkpoint (``engine.checkpoint.load_checkpoint``) on ``device``.
+
+    Shared by ``tools/test.py`` and the ``Predictor``: the checkpoint must fit ``cfg``'s model (when it
+    carries a fingerprint, differing architecture keys are named), every weight comes from the checkpoint,
+    and with ``TEST.FUSE_BN`` eval BatchNorms are folded into their convs (``models/fusion.py``).
+    """
+    from cgd_video.engine.checkpoint import check_model_compatible
+
+    if "model_fingerprint" in ckpt:
+        check_model_compatible(ckpt, cfg, path)
+    model = build_model(cfg, load_pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    if cfg.TEST.FUSE_BN:
+        model.fuse_for_inference()
+    return model
 
 
 def read_classes_for(cfg) -> List[str]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from cgd_video.builders import build_model, build_test_dataset
+from cgd_video.builders import build_model_from_checkpoint, build_test_dataset
 from cgd_video.engine import distributed as du
-from cgd_video.engine.checkpoint import check_model_compatible, load_checkpoint
+from cgd_video.engine.checkpoint import load_checkpoint
 from cgd_video.engine.evaluator import EvalResult, evaluate, write_test_outputs
 from cgd_video.engine.trainer import last_checkpoint_path, resolve_device, set_cpu_threads
 
@@ -32,12 +32,7 @@ def run_test(cfg, ckpt: Optional[str] = None, progress: bool = True) -> tuple[Di
     du.init_distributed(device.type == "cuda")
     path = default_checkpoint(cfg, ckpt)
     state = load_checkpoint(path)
-    check_model_compatible(state, cfg, str(path))
-    model = build_model(cfg, load_pretrained=False)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    if cfg.TEST.FUSE_BN:
-        model.fuse_for_inference()
+    model = build_model_from_checkpoint(cfg, state, device, str(path))
     dataset = build_test_dataset(cfg, split="test")
     classes = list(state.get("classes") or [f"class_{i}" for i in range(cfg.MODEL.NUM_CLASSES)])
     result = evaluate(model, dataset, cfg.MODEL.NUM_CLASSES, batch_size=cfg.TEST.BATCH_SIZE, device=device,

@@ -93,9 +93,9 @@ def load_model_from_checkpoint(
     ``configs/``) is given; ``opts`` are ``KEY VALUE`` overrides. Loading is ``weights_only=True`` and
     the model must fit the checkpoint (architecture keys compared, differing keys named).
     """
-    from cgd_video.builders import build_model
+    from cgd_video.builders import build_model_from_checkpoint
     from cgd_video.config import load_config, load_config_from_yaml_string
-    from cgd_video.engine.checkpoint import check_model_compatible, load_checkpoint
+    from cgd_video.engine.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
     if cfg_path:
@@ -104,14 +104,8 @@ def load_model_from_checkpoint(
         cfg = load_config_from_yaml_string(ckpt["cfg"], opts)
     else:
         raise ValueError(f"{ckpt_path} stores no config; pass --cfg with the config it was trained with")
-    if "model_fingerprint" in ckpt:
-        check_model_compatible(ckpt, cfg, str(ckpt_path))
     classes = _class_names(ckpt, cfg, ckpt_path)
-    model = build_model(cfg, load_pretrained=False)  # the checkpoint holds every weight
-    model.load_state_dict(ckpt["model"])
-    model.to(resolve_device(device)).eval()
-    if cfg.TEST.FUSE_BN:
-        model.fuse_for_inference()
+    model = build_model_from_checkpoint(cfg, ckpt, resolve_device(device), str(ckpt_path))
     return model, cfg, classes
 
 
