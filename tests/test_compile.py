@@ -9,6 +9,8 @@ from torch import nn
 
 from cgd_video.models import create_model
 
+from _model_helpers import perturb_norms
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("g++") is None and shutil.which("gcc") is None,
@@ -19,11 +21,7 @@ pytestmark = [
 def _tiny_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = create_model("c2d_r18_cgd", num_classes=5, num_frames=4, layout="pytorchvideo8", dropout=0.0)
-    with torch.no_grad():  # non-trivial BN statistics so that folding has something to fold
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    perturb_norms(model, seed)  # non-trivial BN statistics so that folding has something to fold
     return model
 
 
@@ -41,16 +39,21 @@ def test_compiled_eval_matches_eager(channels_last):
 
 
 def test_compiled_train_step_matches_eager_gradients():
-    eager_model, compiled_model = _tiny_model(), _tiny_model()
+    """Oracle: float64 eager. Train-mode BN on a batch of 2 clips makes some gradients (CGD stage biases,
+    the stem) ill-conditioned, so float32 eager itself is up to ~1% off float64 there; the compiled step
+    must be as close to float64 as float32 eager is (within 3x, plus a floor of 1e-3 of max|grad|)."""
+    torch.manual_seed(1)
     x = torch.randn(2, 3, 4, 32, 32)
     y = torch.tensor([1, 3])
-    compiled = torch.compile(compiled_model)
-    for model, fn in ((eager_model, eager_model), (compiled_model, compiled)):
+    reference, eager_model, compiled_model = _tiny_model().double(), _tiny_model(), _tiny_model()
+    for model, fn, inp in ((reference, reference, x.double()), (eager_model, eager_model, x),
+                           (compiled_model, torch.compile(compiled_model), x)):
         model.train()
-        nn.functional.cross_entropy(fn(x), y).backward()
-    # float32 reassociation across a whole network: compare each gradient relative to its own scale (the
-    # plain C2D-R18 without CGD differs by up to ~5e-4 of max|grad| between eager and inductor).
-    for (name, p_eager), (_, p_comp) in zip(eager_model.named_parameters(), compiled_model.named_parameters()):
-        scale = p_eager.grad.abs().max().item()
-        diff = (p_comp.grad - p_eager.grad).abs().max().item()
-        assert diff <= 2e-3 * scale + 1e-6, f"{name}: max |grad diff| {diff:.3g} vs max |grad| {scale:.3g}"
+        nn.functional.cross_entropy(fn(inp), y).backward()
+    named = zip(reference.named_parameters(), eager_model.parameters(), compiled_model.parameters())
+    for (name, p_ref), p_eager, p_comp in named:
+        scale = p_ref.grad.abs().max().item()
+        eager_err = (p_eager.grad.double() - p_ref.grad).abs().max().item()
+        comp_err = (p_comp.grad.double() - p_ref.grad).abs().max().item()
+        assert comp_err <= 3 * eager_err + 1e-3 * scale + 1e-9, (
+            f"{name}: compiled error {comp_err:.3g} vs eager float32 error {eager_err:.3g} (max |grad| {scale:.3g})")

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 import torchvision
 
 from cgd_video.models import C2DResNet, convert_pytorchvideo_c2d_state_dict, create_model
+
+from _model_helpers import perturb_norms
 from cgd_video.models.layouts import (
     LAYOUTS,
     fold_frames,
@@ -15,19 +17,6 @@ from cgd_video.models.layouts import (
     temporal_max_pool,
     unfold_frames,
 )
-
-
-def _perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
-    """Random BN/GN statistics and affine parameters, so a mis-mapped norm layer shows in the logits."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.4 - 0.2)
-                if getattr(m, "running_mean", None) is not None:
-                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.4 - 0.2)
-                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
 
 
 def _shrink_fc(fc: torch.nn.Module, factor: float = 1e-2) -> None:
@@ -87,7 +76,7 @@ def test_identical_frames_match_torchvision_resnet50(tmp_path, layout):
     """Max pooling and subsampling identical frames is the identity: C2D == the 2-D ResNet per frame."""
     torch.manual_seed(0)
     tv = torchvision.models.resnet50(weights=None)
-    _perturb_norms(tv)
+    perturb_norms(tv)
     _shrink_fc(tv.fc)
     tv.eval()
     path = tmp_path / "resnet50.pth"
@@ -112,7 +101,7 @@ def test_matches_pytorchvideo_c2d_r50():
 
     torch.manual_seed(0)
     ptv = c2d_r50(pretrained=False, model_num_class=7, head_pool_kernel_size=(4, 2, 2))
-    _perturb_norms(ptv, seed=1)
+    perturb_norms(ptv, seed=1)
     _shrink_fc(ptv.blocks[6].proj)
     ptv.eval()
     ours = create_model("c2d_r50", num_classes=7, num_frames=8, layout="pytorchvideo8")
@@ -234,7 +223,7 @@ def test_folded_eval_matches_plain_path(name, kwargs, check64):
     """Sec. 3.3 folding (eval) vs X ⊙ s then BN: float32 to 1e-5, float64 with large CGD outputs to 1e-10."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=5, num_frames=8, **kwargs)
-    _perturb_norms(model)
+    perturb_norms(model)
     model.eval()
     clips = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():  # logits of O(1), so that an absolute 1e-5 means something
@@ -290,7 +279,7 @@ def _randomise_cgd(model: torch.nn.Module) -> None:
 def test_fuse_for_inference_matches_unfused(name, kwargs, channels_last):
     """Conv+BN folding (fuse_for_inference) keeps the eval logits within 1e-5 relative."""
     model = create_model(name, num_classes=5, num_frames=8, **kwargs).eval()
-    _perturb_norms(model)
+    perturb_norms(model)
     _randomise_cgd(model)
     clips = torch.randn(2, 3, 8, 48, 48)
     if channels_last:
