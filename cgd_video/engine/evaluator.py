@@ -30,6 +30,7 @@ from tqdm import tqdm
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_views
 from cgd_video.engine import distributed as du
 from cgd_video.engine.metrics import classification_metrics, confusion_matrix
+from cgd_video.runtime import autocast_context  # re-exported: callers move to cgd_video.runtime
 from cgd_video.utils.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["EvalResult", "evaluate", "autocast_context", "video_scores", "write_test_outputs"]
@@ -55,16 +56,6 @@ class EvalResult:
     def scored(self) -> torch.Tensor:
         """(N,) bool: the videos the metrics are over (decoded and labelled)."""
         return self.ok & (self.labels >= 0)
-
-
-def autocast_context(device: torch.device, amp: str):
-    """``torch.autocast`` for ``"bf16"``/``"fp16"``, a no-op for ``"none"``."""
-    dtypes = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"AMP mode {amp!r} is not one of {sorted(dtypes)}")
-    if dtypes[amp] is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtypes[amp])
 
 
 def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -39,7 +39,8 @@ from cgd_video.engine.checkpoint import (
     set_rng_state,
     unwrap_model,
 )
-from cgd_video.engine.evaluator import autocast_context, evaluate
+from cgd_video.engine.evaluator import evaluate
+from cgd_video.runtime import autocast_context, resolve_device, set_cpu_threads
 from cgd_video.engine.lr_schedule import lr_at_from_cfg, scaled_base_lr
 from cgd_video.engine.optim import build_optimizer, set_lr
 from cgd_video.utils.atomic import atomic_write_text
@@ -55,25 +56,6 @@ _STEP_SLEEP_ENV = "CGD_VIDEO_STEP_SLEEP"
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the message names the iteration and the checkpoint that was kept."""
-
-
-def set_cpu_threads(n: int) -> None:
-    """``TRAIN.CPU_THREADS``: set torch's intra-op threads when > 0."""
-    if n > 0:
-        torch.set_num_threads(n)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; ``"cuda"`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"TRAIN.DEVICE {name!r} is not one of ['auto', 'cpu', 'cuda']")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("TRAIN.DEVICE cuda was requested but no CUDA device is available")
-    if name == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def last_checkpoint_path(output_dir: str | Path) -> Path:
