@@ -40,7 +40,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cgd_video.data import sampling  # noqa: E402
-from cgd_video.data.datasets import MultiViewTestDataset, TrainClipDataset  # noqa: E402
+from cgd_video.data.datasets import TrainClipDataset  # noqa: E402
+from cgd_video.data.test_views import MultiViewTestDataset  # noqa: E402
 from cgd_video.data.decoding import open_video  # noqa: E402
 from cgd_video.data.synthetic import render_video  # noqa: E402
 from cgd_video.data.transforms import normalize_views  # noqa: E402

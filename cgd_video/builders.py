@@ -104,7 +104,7 @@ def build_test_dataset(cfg, split: str = "test", num_clips: Optional[int] = None
     """``MultiViewTestDataset`` over ``DATA.TEST_LIST`` (``split="val"``: ``DATA.VAL_LIST``, falling back to
     the test list). ``num_clips``/``num_crops`` override ``TEST.*`` (validation uses the centre view, 1 x 1).
     """
-    from cgd_video.data.datasets import MultiViewTestDataset
+    from cgd_video.data.test_views import MultiViewTestDataset
 
     if split not in ("test", "val"):
         raise ValueError(f"split {split!r} is not one of ['test', 'val']")

@@ -10,7 +10,7 @@ _EXPORTS = {
     "open_video": "decoding",
     "read_clip": "decoding",
     "TrainClipDataset": "datasets",
-    "MultiViewTestDataset": "datasets",
+    "MultiViewTestDataset": "test_views",
     "VideoRecord": "lists",
     "read_video_list": "lists",
 }

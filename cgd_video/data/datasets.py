@@ -1,4 +1,5 @@
-"""Map-style video datasets for training clips and multi-view testing (paper Sec. 4.1, PROTOCOL §5).
+"""Map-style video datasets for training clips (paper Sec. 4.1, PROTOCOL §5); the multi-view test dataset
+shares their base class and lives in :mod:`cgd_video.data.test_views`.
 
 Both take ``records`` (a list of :class:`cgd_video.data.lists.VideoRecord`, or anything with ``.path`` and
 ``.label``, or ``(path, label)`` pairs) and ``root``: relative paths are joined to ``root``, absolute paths
@@ -24,7 +25,7 @@ from torch.utils.data import Dataset
 from cgd_video.data import sampling, transforms
 from cgd_video.data.decoding import VideoDecodeError, open_video, read_clip
 
-__all__ = ["MultiViewTestDataset", "TrainClipDataset", "resolve_path"]
+__all__ = ["TrainClipDataset", "resolve_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,112 +161,3 @@ class TrainClipDataset(_VideoListDataset):
             f"TrainClipDataset: item {index} failed {len(tried)} times (max_retries={self.max_retries}):\n  "
             + "\n  ".join(tried)
         )
-
-
-class MultiViewTestDataset(_VideoListDataset):
-    """All test views of a video, decoded once: ``ds[i] -> dict``.
-
-    Keys: ``views`` ``(num_clips * num_crops, 3, T, S, S)`` **uint8** in clip-major order (clip0 crop0,
-    clip0 crop1, ...), ``label``, ``index``, ``ok``, ``error`` (reason, ``""`` when ok), ``path``.
-
-    The views are not normalised here: the consumer applies
-    :func:`cgd_video.data.transforms.normalize_views` with ``self.mean``/``self.std`` on the model's device
-    right before the model (:func:`cgd_video.engine.evaluator.video_scores` does). 30 uint8 views are
-    189 MB at 32 x 256 x 256 instead of 755 MB of float32, through the DataLoader and to the GPU.
-
-    Decode once: the frame indices of every clip are merged, decoded in one pass, resized once
-    (shorter side ``test_scale``), and every view is copied once from that into the output.
-    (PySlowFast reopens and decodes the video for each of the 30 views; :meth:`views_per_view` does
-    that, as a reference for tests and ``benchmarks/bench_data.py``; both give identical views.) A video
-    that cannot be decoded gives ``ok=False``, zero views of the right shape and the reason in ``error``;
-    it is never dropped.
-
-    ``num_clips=1, num_crops=1`` is the single centre view (the paper's UCF-101 protocol); 10 x 3 the
-    Mini-Kinetics protocol.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[Any],
-        root: PathLike | None = None,
-        num_frames: int = 32,
-        sampling_rate: int = 2,
-        num_clips: int = 10,
-        num_crops: int = 3,
-        test_scale: int = 256,
-        test_crop: int = 256,
-        mean: Sequence[float] = transforms.IMAGENET_MEAN,
-        std: Sequence[float] = transforms.IMAGENET_STD,
-        backend: str = "decord",
-    ) -> None:
-        if num_crops not in (1, 3):
-            raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-        if num_clips < 1:
-            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-        super().__init__(records, root, num_frames, sampling_rate, mean, std, backend)
-        self.num_clips = int(num_clips)
-        self.num_crops = int(num_crops)
-        self.test_scale = int(test_scale)
-        self.test_crop = int(test_crop)
-
-    @property
-    def num_views(self) -> int:
-        return self.num_clips * self.num_crops
-
-    def _clip_indices(self, n: int) -> np.ndarray:
-        return sampling.test_clip_indices(n, self.num_frames, self.sampling_rate, self.num_clips)
-
-    def _views(self, path: Path) -> torch.Tensor:
-        reader = open_video(path, self.backend)
-        clips: list[np.ndarray] = []
-
-        def union(n: int) -> np.ndarray:
-            clips[:] = [self._clip_indices(n)]
-            return np.unique(clips[0])
-
-        frames = read_clip(reader, union)  # one pass over the union of all clips' frames
-        wanted = np.unique(clips[0])
-        x = transforms.test_frames(frames, self.test_scale, self.test_crop)  # resized once, uint8 (U, 3, h, w)
-        boxes = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], self.test_crop, self.num_crops)
-        top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        bottom, right = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
-        # The crops' union in the model layout, once (U frames, not V x T): then every view frame is a
-        # plain (3, S, S) slice copy, straight into the output.
-        x = x[..., top:bottom, left:right].permute(1, 0, 2, 3).contiguous()  # (3, U, h, w)
-        out = torch.empty((self.num_views, 3, self.num_frames, self.test_crop, self.test_crop), dtype=torch.uint8)
-        for c, clip in enumerate(clips[0]):
-            positions = np.searchsorted(wanted, clip).tolist()
-            for k, (y, x0, h, w) in enumerate(boxes):
-                src = x[:, :, y - top : y - top + h, x0 - left : x0 - left + w]
-                dst = out[c * self.num_crops + k]
-                for t, u in enumerate(positions):
-                    dst[:, t].copy_(src[:, u])
-        return out
-
-    def views_per_view(self, index: int) -> torch.Tensor:
-        """Reference: reopen and decode the video separately for every view (the PySlowFast way).
-
-        Each view then gets the same final work as in :meth:`_views`: resized, cropped and copied once
-        into the uint8 output.
-        """
-        path = self.path(index)
-        n = open_video(path, self.backend).num_frames
-        out = torch.empty((self.num_views, 3, self.num_frames, self.test_crop, self.test_crop), dtype=torch.uint8)
-        for c, clip in enumerate(self._clip_indices(n)):
-            for k in range(self.num_crops):
-                frames = open_video(path, self.backend).get(clip)
-                x = transforms.test_frames(frames, self.test_scale, self.test_crop)
-                box = sampling.test_crop_boxes(x.shape[-2], x.shape[-1], self.test_crop, self.num_crops)[k]
-                out[c * self.num_crops + k].copy_(transforms.crop(x, box).permute(1, 0, 2, 3))
-        return out
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        path, label = self.path(index), self.items[index][1]
-        try:
-            views, ok, error = self._views(path), True, ""
-        except Exception as exc:  # recorded in the sample (ok=False, error) and counted by the evaluator
-            reason = _reason(exc)
-            logger.warning("test video %s cannot be decoded: %s", path, reason)
-            shape = (self.num_views, 3, self.num_frames, self.test_crop, self.test_crop)
-            views, ok, error = torch.zeros(shape, dtype=torch.uint8), False, reason
-        return {"views": views, "label": label, "index": int(index), "ok": ok, "error": error, "path": str(path)}

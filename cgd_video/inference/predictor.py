@@ -190,7 +190,7 @@ class Predictor:
     def dataset(self, paths: Sequence[PathLike]):
         """A :class:`MultiViewTestDataset` over ``paths`` (label -1: unknown) with this predictor's views."""
         from cgd_video.builders import test_dataset_kwargs
-        from cgd_video.data.datasets import MultiViewTestDataset
+        from cgd_video.data.test_views import MultiViewTestDataset
         from cgd_video.data.lists import VideoRecord
 
         kwargs = test_dataset_kwargs(self.cfg, self.num_clips, self.num_crops)
