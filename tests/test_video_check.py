@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from cgd_video.data.lists import read_video_list
 from cgd_video.data.video_check import check_video, check_videos
 
@@ -52,7 +54,8 @@ def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, 
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved
     with open(out / "check_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "status", "frames", "fps", "size", "codec", "error"]
+    assert list(rows[0]) == ["path", "status", "frames", "fps", "size", "codec", "reader", "error"]
+    assert {row["reader"] for row in rows if row["status"] == "ok"} == {"decord"}  # mp4: decord is exact
     status = {row["path"]: row["status"] for row in rows}
     bad_names = {f"Mixed/{p.name}" for p in bad_videos.values()}
     assert {p for p, s in status.items() if s == "error"} == bad_names and len(status) == 6
@@ -61,3 +64,23 @@ def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, 
     train = read_video_list(out / "train.txt", num_classes=2)
     assert sorted(r.path for r in train) == sorted(p for p, s in status.items() if s == "ok")
     assert {r.label for r in train} == {0, 1}
+
+
+def test_report_names_the_reader_of_each_file(synthetic_dataset, tmp_path):
+    """An AVI (where decord's random access is not frame-exact) is read with PyAV; an mp4 with decord."""
+    import av
+
+    avi = tmp_path / "clip.avi"
+    with av.open(str(avi), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.max_b_frames = 2
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    mp4 = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[0]
+    results = check_videos([avi, mp4], workers=0, progress=False)
+    assert [(r.status, r.reader, r.codec) for r in results] == [("ok", "pyav", "mpeg4"), ("ok", "decord", "h264")]

@@ -101,7 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{len(lists.unmatched)} ids not in the CSVs: see {args.out / 'unmatched_ids.txt'}")
     if rejected is not None:
         print(f"--check: {rejected} videos do not decode (left out): see {args.out / 'rejected.txt'} "
-              f"and {args.out / 'check_report.csv'}")
+              f"and {args.out / 'check_report.csv'} (its 'reader' column: decord, or pyav where decord's "
+              "random access is not frame-exact)")
     print(f"wrote lists to {args.out}")
     return 0
 

@@ -5,9 +5,22 @@ decoded), ``.fps``, ``.get(indices)`` and ``.get_all()``; frames come back as a 
 ``(len(indices), H, W, 3)`` in RGB. Frame ``i`` is the ``i``-th frame in presentation order, whatever the
 timestamps say, so variable-frame-rate files index the same way in every backend.
 
+Frame exactness: for every backend, frame ``i`` is the frame a sequential decode produces at position
+``i``. decord's random access is only trusted where it is exact: ISO-BMFF (mp4/mov) and Matroska/WebM
+containers, which carry a per-frame index. On AVI (Xvid/DivX with B-frames: packed bitstreams) and MPEG
+program/transport streams, decord's ``get_batch`` of sparse indices returns frames 2-3 positions off, so
+``backend="decord"`` reads those files with PyAV instead (:func:`reader_for` says which reader a file
+gets; ``tools/build_lists.py --check`` writes it in ``check_report.csv``). ``tests/test_frame_exact.py``
+checks every backend x container x sparse index set against a sequential PyAV decode.
+
+Decode less: only the requested frames are converted to RGB, and ``short_side`` (a maximum) makes libav
+scale while converting (decord's ``width``/``height``, PyAV's ``reformat``) when the source is larger,
+so full-HD frames never reach Python at full size. Sources at or below ``short_side`` are not touched.
+
 Backends
-  ``"decord"`` (default): fast random access by frame index. When decord cannot open a file (e.g. AV1) or
-  fails while decoding it, the reader falls back to PyAV by itself (logged once per file, debug level).
+  ``"decord"`` (default): fast random access by frame index on mp4/mov/mkv/webm; PyAV on other containers
+  (see above). When decord cannot open a file (e.g. AV1) or fails while decoding it, the reader falls back
+  to PyAV by itself (logged once per file, debug level).
   ``"pyav"``: selects the *video* stream (``container.streams.video[0]``), counts frames by demuxing packets
   (no decoding), and decodes sequentially up to the largest requested index, keeping only the needed
   frames. If the stream ends before a requested frame (the header/packet count was wrong) it raises
@@ -24,8 +37,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, Union
+from typing import Callable, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,9 +48,13 @@ __all__ = [
     "BACKENDS",
     "FrameCountMismatch",
     "VideoDecodeError",
+    "VideoInfo",
     "VideoReader",
     "open_video",
+    "probe",
     "read_clip",
+    "reader_for",
+    "scaled_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +62,8 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FALLBACK_LOGGED: set[str] = set()  # paths whose decord -> PyAV fallback was logged (once per process)
+# PyAV container format names whose per-frame index makes decord's random access exact (mp4/mov, mkv/webm).
+_DECORD_EXACT_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
 
 
 class VideoDecodeError(RuntimeError):
@@ -80,6 +100,68 @@ class VideoReader(Protocol):
     def get_all(self) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` reads from the container header: PyAV format and codec names, frame size."""
+
+    format: str
+    codec: str
+    width: int
+    height: int
+
+    @property
+    def decord_exact(self) -> bool:
+        """Whether decord's random access returns the right frames in this container (module doc)."""
+        return bool(_DECORD_EXACT_FORMATS.intersection(self.format.split(",")))
+
+
+_PROBES: dict[tuple, Optional[VideoInfo]] = {}
+
+
+def probe(path: PathLike) -> Optional[VideoInfo]:
+    """Container format, codec and size of the first video stream (PyAV header read, no decoding);
+    ``None`` when PyAV cannot open the file. Cached per process by (path, size, mtime)."""
+    import av
+
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _PROBES:
+        try:
+            with av.open(str(path)) as container:
+                ctx = container.streams.video[0].codec_context
+                _PROBES[key] = VideoInfo(container.format.name, ctx.name, int(ctx.width), int(ctx.height))
+        except (av.error.FFmpegError, IndexError, OSError, UnicodeDecodeError):
+            _PROBES[key] = None
+        if len(_PROBES) > 100_000:  # a bound, not an LRU: a worker sees each video once per epoch
+            _PROBES.clear()
+    return _PROBES[key]
+
+
+def reader_for(path: PathLike, backend: str = "decord") -> str:
+    """Which reader :func:`open_video` will use for ``path``: ``"decord"``, ``"pyav"`` or ``"frames"``.
+
+    ``backend="decord"`` gives ``"pyav"`` for containers where decord's indexing cannot be trusted (AVI,
+    MPEG-PS/TS, ...; module doc). Files PyAV cannot probe are left to decord (which falls back by itself).
+    """
+    if Path(path).is_dir() or backend == "frames":
+        return "frames"
+    if backend == "decord":
+        info = probe(path) if Path(path).is_file() else None
+        if info is not None and not info.decord_exact:
+            return "pyav"
+    return backend
+
+
+def scaled_size(height: int, width: int, short_side: Optional[int]) -> Optional[tuple[int, int]]:
+    """``(h, w)`` with the shorter side ``short_side`` (aspect kept, the longer side rounded), or ``None``
+    when no scaling is needed (``short_side`` is ``None`` or not below the source's shorter side)."""
+    if not short_side or min(height, width) <= short_side:
+        return None
+    if height <= width:
+        return int(short_side), max(1, int(round(width * short_side / height)))
+    return max(1, int(round(height * short_side / width))), int(short_side)
+
+
 def _unique_indices(path: str, indices: Sequence[int], num_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique frame indices and the inverse map; checks ``0 <= i < num_frames`` (upper bound if given)."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -98,13 +180,20 @@ def _gather(unique_frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
 
 
 class PyAVReader:
-    """Sequential PyAV decoding of the first video stream; frames indexed by decode order (see module doc)."""
+    """Sequential PyAV decoding of the first video stream; frames indexed by decode order (see module doc).
 
-    def __init__(self, path: PathLike, num_threads: int = 1) -> None:
+    ``short_side``: frames whose shorter side is larger come back scaled to it (libswscale, area filter),
+    in the same conversion that makes them RGB.
+    """
+
+    backend = "pyav"
+
+    def __init__(self, path: PathLike, num_threads: int = 1, short_side: Optional[int] = None) -> None:
         import av
 
         self.path = str(path)
         self.num_threads = num_threads
+        self.short_side = short_side
         try:
             with av.open(self.path) as container:
                 if not container.streams.video:
@@ -134,8 +223,8 @@ class PyAVReader:
                 stream = container.streams.video[0]
                 stream.thread_count = self.num_threads
                 for frame in container.decode(stream):
-                    if decoded == wanted[pos]:
-                        out.append(frame.to_ndarray(format="rgb24"))
+                    if decoded == wanted[pos]:  # only kept frames are converted (and scaled) to RGB
+                        out.append(self._rgb(frame))
                         pos += 1
                         if decoded == last:
                             break
@@ -147,21 +236,34 @@ class PyAVReader:
             raise FrameCountMismatch(self.path, decoded, last)
         return _gather(np.stack(out), inverse)
 
+    def _rgb(self, frame) -> np.ndarray:
+        size = scaled_size(frame.height, frame.width, self.short_side)
+        if size is None:
+            return frame.to_ndarray(format="rgb24")
+        return frame.reformat(width=size[1], height=size[0], format="rgb24", interpolation="AREA").to_ndarray()
+
     def get_all(self) -> torch.Tensor:
         return read_clip(self, lambda n: np.arange(n))
 
 
 class DecordReader:
-    """decord random access; any decord failure hands the file to :class:`PyAVReader` (once, for good)."""
+    """decord random access; any decord failure hands the file to :class:`PyAVReader` (once, for good).
 
-    def __init__(self, path: PathLike, num_threads: int = 1) -> None:
+    ``short_side``: decord scales in libav (its ``width``/``height``) when the source is larger.
+    """
+
+    def __init__(self, path: PathLike, num_threads: int = 1, short_side: Optional[int] = None) -> None:
         self.path = str(path)
         self.num_threads = num_threads
+        self.short_side = short_side
         self._fallback: PyAVReader | None = None
         try:
             import decord
 
-            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            info = probe(self.path) if short_side else None
+            size = scaled_size(info.height, info.width, short_side) if info is not None else None
+            scale = {} if size is None else {"height": size[0], "width": size[1]}
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads, **scale)
             self.num_frames = len(self._vr)
             self.fps = float(self._vr.get_avg_fps())
             if self.num_frames <= 0:
@@ -175,7 +277,7 @@ class DecordReader:
             logger.debug("decord failed on %s (%s: %s); falling back to PyAV", self.path, type(exc).__name__, exc)
         self._vr = None
         try:
-            self._fallback = PyAVReader(self.path, self.num_threads)
+            self._fallback = PyAVReader(self.path, self.num_threads, self.short_side)
         except VideoDecodeError as err:
             raise VideoDecodeError(self.path, f"decord: {exc}; {err.reason}") from exc
         self.num_frames = self._fallback.num_frames
@@ -207,6 +309,8 @@ class DecordReader:
 
 class FrameFolderReader:
     """A folder of extracted frames (``img_00001.jpg``, ...) sorted by file name."""
+
+    backend = "frames"
 
     def __init__(self, path: PathLike, fps: float = 30.0) -> None:
         self.path = str(path)
@@ -254,7 +358,8 @@ def open_video(path: PathLike, backend: str = "decord", **kwargs) -> VideoReader
     Args:
         path: video file, or a directory of extracted frames (always read with the ``"frames"`` backend).
         backend: ``"decord"`` (falls back to PyAV by itself), ``"pyav"`` or ``"frames"``.
-        **kwargs: passed to the reader (``num_threads`` for decord/PyAV, ``fps`` for frame folders).
+        **kwargs: passed to the reader (``num_threads`` and ``short_side`` for decord/PyAV, ``fps`` for
+            frame folders).
 
     Raises:
         ValueError: unknown backend (the message lists the valid ones).
@@ -271,7 +376,7 @@ def open_video(path: PathLike, backend: str = "decord", **kwargs) -> VideoReader
         raise VideoDecodeError(path, "file not found")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
-    return _READERS[backend](path, **kwargs)
+    return _READERS[reader_for(path, backend)](path, **kwargs)
 
 
 def read_clip(reader: VideoReader, indices_fn: Callable[[int], Sequence[int]], attempts: int = 3) -> torch.Tensor:

@@ -2,8 +2,11 @@
 
 :func:`check_videos` opens every video with :func:`cgd_video.data.decoding.open_video` (the reader the
 datasets use: decord with PyAV fallback) in a pool of processes, and decodes the first, middle and last
-frame (``full=True``: every frame). Stream facts (codec, size) come from PyAV probing. Results are
-written as ``check_report.csv``; the lists keep only videos that decode and ``rejected.txt`` names the
+frame (``full=True``: every frame). Stream facts (container, codec, size) come from PyAV probing, and
+``reader`` says which reader training and testing will use for the file (``decord``, or ``pyav`` where
+decord's random access is not frame-exact: AVI, MPEG-PS/TS; see :mod:`cgd_video.data.decoding`). After a
+fallback during the check (decord could not decode the file) it says ``pyav``. Results are written as
+``check_report.csv``; the lists keep only videos that decode and ``rejected.txt`` names the
 others with the reason. Files are never deleted or moved.
 """
 
@@ -26,7 +29,8 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One row of ``check_report.csv``. ``status`` is ``"ok"`` or ``"error"``; ``size`` is ``WxH``."""
+    """One row of ``check_report.csv``. ``status`` is ``"ok"`` or ``"error"``; ``size`` is ``WxH``;
+    ``reader`` the reader that serves the file's frames (``decord``, ``pyav`` or ``frames``)."""
 
     path: str
     status: str
@@ -34,23 +38,12 @@ class CheckResult:
     fps: float = 0.0
     size: str = ""
     codec: str = ""
+    reader: str = ""
     error: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def _probe(path: Path) -> tuple:
-    """(codec name, 'WxH') of the first video stream, ('', '') when PyAV cannot open it."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            return stream.codec_context.name, f"{stream.codec_context.width}x{stream.codec_context.height}"
-    except Exception:  # the decode step below reports the real reason
-        return "", ""
 
 
 def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = False) -> CheckResult:
@@ -61,10 +54,12 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
         root: data root; ``None`` when ``path`` is usable as is.
         full: decode every frame instead of the first, middle and last.
     """
-    from cgd_video.data.decoding import VideoDecodeError, open_video
+    from cgd_video.data.decoding import VideoDecodeError, open_video, probe
 
     file = Path(root) / path if root is not None else Path(path)
-    codec, size = _probe(file) if file.is_file() else ("", "")
+    info = probe(file) if file.is_file() else None  # None: the decode step below reports the reason
+    codec, size = (info.codec, f"{info.width}x{info.height}") if info is not None else ("", "")
+    reader = None
     try:
         reader = open_video(file)
         n = int(reader.num_frames)
@@ -77,10 +72,11 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
             frames = reader.get(sorted({0, n // 2, n - 1}))
         if not size:
             size = f"{frames.shape[2]}x{frames.shape[1]}"
-        return CheckResult(str(path), "ok", n, round(float(reader.fps), 3), size, codec, "")
+        return CheckResult(str(path), "ok", n, round(float(reader.fps), 3), size, codec, reader.backend, "")
     except Exception as err:  # VideoDecodeError, or anything a broken file makes a decoder raise
         reason = err.reason if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
-        return CheckResult(str(path), "error", 0, 0.0, size, codec, " ".join(reason.split()))
+        used = reader.backend if reader is not None else ""
+        return CheckResult(str(path), "error", 0, 0.0, size, codec, used, " ".join(reason.split()))
 
 
 def _check_one(args: tuple) -> CheckResult:
@@ -118,7 +114,7 @@ def check_videos(
 
 
 def write_check_report(path: PathLike, results: Iterable[CheckResult]) -> Path:
-    """``check_report.csv``: header ``path,status,frames,fps,size,codec,error``, one row per video."""
+    """``check_report.csv``: header ``path,status,frames,fps,size,codec,reader,error``, one row per video."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(CheckResult)], lineterminator="\n")
     writer.writeheader()
