@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cgd_video.inference.batch import ResultWriter, result_columns, scan_inputs
+from cgd_video.data.scan import NoVideosError, scan_inputs
+from cgd_video.inference.batch import ResultWriter, result_columns
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -40,6 +41,12 @@ def test_scan_list_file(tmp_path):
     assert scan_inputs(listing) == [tmp_path / "vids" / "a.mp4", tmp_path / "b.mkv", tmp_path / "vids" / "c.avi"]
     with pytest.raises(FileNotFoundError, match="missing"):
         scan_inputs(tmp_path / "missing")
+    _touch(tmp_path / "empty" / "notes.txt")
+    with pytest.raises(NoVideosError, match="no video files .*under the folder"):
+        scan_inputs(tmp_path / "empty")
+    (tmp_path / "blank.txt").write_text("# nothing\n\n")
+    with pytest.raises(NoVideosError, match="no paths in the list file"):
+        scan_inputs(tmp_path / "blank.txt")
 
 
 def _row(path, status="ok", labels=("run", "jump", "sit"), scores=(0.7, 0.2, 0.1), error=""):

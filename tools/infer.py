@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
-from cgd_video.inference.batch import OUTPUT_FORMATS, ResultWriter, scan_inputs  # noqa: E402
+from cgd_video.data.scan import scan_inputs  # noqa: E402
+from cgd_video.inference.batch import OUTPUT_FORMATS, ResultWriter  # noqa: E402
 from cgd_video.inference.predictor import AMP_MODES, Predictor, parse_views  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from cgd_video.data.lists import VideoRecord, write_classes, write_video_list
-from cgd_video.inference.batch import VIDEO_EXTENSIONS, scan_folder
+from cgd_video.data.scan import VIDEO_EXTENSIONS, scan_folder
 from cgd_video.utils.atomic import atomic_write_text
 
 __all__ = [

@@ -1,8 +1,6 @@
-"""Batch inference plumbing: find the videos to score, and write one result row per video.
+"""Batch inference output: one result row per video (finding the videos: :mod:`cgd_video.data.scan`).
 
-* :func:`scan_inputs` turns a folder (scanned recursively, hidden entries skipped) or a text file with
-  one path per line into a sorted, de-duplicated list of video paths.
-* :class:`ResultWriter` appends rows to a CSV or JSON Lines file, one whole line per ``write`` followed by
+:class:`ResultWriter` appends rows to a CSV or JSON Lines file, one whole line per ``write`` followed by
   a flush, so an interrupted run (Ctrl-C, a killed job) leaves a valid file. Opening an existing output
   reads the paths already done so a re-run skips them; ``overwrite=True`` starts over.
 """
@@ -20,91 +18,10 @@ from cgd_video.utils.atomic import atomic_write_bytes
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = [
-    "VIDEO_EXTENSIONS",
-    "OUTPUT_FORMATS",
-    "is_video_file",
-    "scan_folder",
-    "read_path_list",
-    "scan_inputs",
-    "result_columns",
-    "ResultWriter",
-]
-
-#: File extensions treated as videos when scanning a folder (compared lower-case).
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp", ".ts"}
-)
+__all__ = ["OUTPUT_FORMATS", "result_columns", "ResultWriter"]
 
 #: Output formats by file extension.
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
-
-
-def is_video_file(path: PathLike) -> bool:
-    """True when ``path``'s extension (case-insensitive) is one of :data:`VIDEO_EXTENSIONS`."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def scan_folder(folder: PathLike) -> List[Path]:
-    """All video files under ``folder``, recursively, sorted; hidden files and folders are skipped.
-
-    Symlinked folders are not followed (no cycles); symlinked files are kept.
-    """
-    folder = Path(folder)
-    found: List[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and is_video_file(name):
-                found.append(Path(dirpath) / name)
-    return sorted(found)
-
-
-def read_path_list(list_file: PathLike) -> List[Path]:
-    """Paths from a text file, one per line. Blank lines and ``#`` comments are ignored.
-
-    Relative paths are taken relative to the list file's folder. Any extension is accepted (the
-    user named the file explicitly); a file that is not a video later gets an ``error`` row.
-    """
-    list_file = Path(list_file)
-    base = list_file.parent
-    paths: List[Path] = []
-    with open(list_file, "r", encoding="utf-8") as f:
-        for line in f:
-            entry = line.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            p = Path(entry).expanduser()
-            paths.append(p if p.is_absolute() else base / p)
-    return paths
-
-
-def scan_inputs(source: PathLike) -> List[Path]:
-    """The videos named by ``source``: a folder (see :func:`scan_folder`) or a list file.
-
-    Duplicates are dropped (first occurrence wins). Raises ``FileNotFoundError`` naming ``source``.
-    """
-    source = Path(source)
-    if source.is_dir():
-        paths = scan_folder(source)
-    elif source.is_file():
-        if is_video_file(source):
-            paths = [source]
-        else:
-            paths = read_path_list(source)
-    else:
-        raise FileNotFoundError(
-            f"--input {str(source)!r} does not exist: expected a folder of videos, a video file, "
-            "or a text file with one path per line"
-        )
-    seen: Set[str] = set()
-    unique: List[Path] = []
-    for p in paths:
-        key = str(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
 
 
 def result_columns(topk: int) -> List[str]:
