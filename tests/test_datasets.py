@@ -107,3 +107,34 @@ def test_constructor_errors_name_the_choices(synthetic_dataset):
         D.TrainClipDataset(records, synthetic_dataset, aug="mixup")
     with pytest.raises(ValueError, match="at least one record"):
         D.TrainClipDataset([], synthetic_dataset)
+
+
+def test_only_decode_and_io_errors_replace_a_video(synthetic_dataset, monkeypatch):
+    """Issue 10 defect 4: a bug (here in the augmentation draw) propagates with its traceback instead of
+    being blacklisted as an undecodable video; an I/O error (a PermissionError) still replaces it."""
+    from cgd_video.data import device_augment
+
+    records = _records(synthetic_dataset)[:4]
+    ds = D.TrainClipDataset(records, synthetic_dataset, crop_size=16, **KW)
+
+    def buggy(*args, **kwargs):
+        raise ZeroDivisionError("a bug in the transform")
+
+    monkeypatch.setattr(device_augment, "draw_params", buggy)
+    with pytest.raises(ZeroDivisionError, match="a bug in the transform") as err:
+        ds[0]
+    assert any(entry.name == "buggy" for entry in err.traceback)  # the original traceback, not a summary
+    assert ds.failures == {}
+    monkeypatch.undo()
+
+    real_open = D.open_video
+
+    def unreadable(path, *args, **kwargs):
+        if Path(path).name == Path(records[0].path).name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(D, "open_video", unreadable)
+    clip, label, index, replaced_from = ds[0]
+    assert (index, replaced_from) == (0, 0) and list(ds.failures) == [str(synthetic_dataset / records[0].path)]
+    assert "Permission denied" in ds.failures[str(synthetic_dataset / records[0].path)]

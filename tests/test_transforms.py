@@ -1,4 +1,7 @@
-"""cgd_video.data.transforms: normalisation vs float64, resize vs torchvision, crops, scale-up, train augs."""
+"""cgd_video.data.transforms: normalisation vs float64, resize vs torchvision, crops, scale-up, test views.
+
+The train augmentation is tested in test_device_augment.py.
+"""
 
 import numpy as np
 import pytest
@@ -48,39 +51,9 @@ def test_frames_smaller_than_the_crop_are_scaled_up():
     up = TF.resize(frames.permute(0, 3, 1, 2).contiguous(), [40, 60], antialias=True)
     expected = T.normalize(up[..., :, 10:50], T.IMAGENET_MEAN, T.IMAGENET_STD)
     assert (views[0] - expected).abs().max() < 2 / 255 / 0.224  # within one uint8 step
-    for aug in T.TRAIN_AUGS:
-        clip = T.train_transform(frames, np.random.default_rng(0), crop_size=40, aug=aug, jitter=(24, 28))
-        assert clip.shape == (3, 2, 40, 40) and torch.isfinite(clip).all()
-
-
-def test_paper_aug_is_crop_resize_flip_in_that_order():
-    frames = _frames(2, 40, 60)
-    for seed in range(6):
-        clip = T.train_transform(frames, np.random.default_rng(seed), crop_size=24, aug="paper")
-        rng = np.random.default_rng(seed)
-        side = int(round(rng.uniform(0.75, 1.0) * 40))
-        top, left = int(rng.integers(0, 40 - side + 1)), int(rng.integers(0, 60 - side + 1))
-        x = frames.permute(0, 3, 1, 2)[..., top : top + side, left : left + side]
-        x = TF.resize(x, [24, 24], antialias=True)
-        if rng.random() < 0.5:
-            x = x.flip(-1)
-        assert torch.equal(clip, T.normalize(x, T.IMAGENET_MEAN, T.IMAGENET_STD)), seed
-
-
-def test_train_augs_flip_about_half_the_time_and_are_deterministic():
-    frames = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
-    frames[..., :16, :] = 255  # bright left half
-    left_bright = []
-    for seed in range(40):
-        clip = T.train_transform(frames, np.random.default_rng(seed), 32, aug="jitter", jitter=(32, 32))
-        assert torch.equal(clip, T.train_transform(frames, np.random.default_rng(seed), 32, "jitter", (32, 32)))
-        left_bright.append(bool(clip[0, 0, 16, 0] > clip[0, 0, 16, -1]))
-    assert 8 < sum(left_bright) < 32
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match="paper, jitter"):
-        T.train_transform(_frames(), np.random.default_rng(0), 16, aug="mixup")
     with pytest.raises(ValueError, match=r"uint8 frames \(T, H, W, 3\)"):
         T.test_views(_frames().float(), 16, 16, 1)
 

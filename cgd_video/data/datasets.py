@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cgd_video.data import device_augment as device_augment_mod
 from cgd_video.data import sampling, transforms
-from cgd_video.data.decoding import VideoDecodeError, open_video, read_clip
+from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError, open_video, read_clip
 
 __all__ = ["TrainClipDataset", "resolve_path"]
 
@@ -72,19 +73,32 @@ class _VideoListDataset(Dataset):
 
 
 class TrainClipDataset(_VideoListDataset):
-    """Random augmented training clips, ``ds[i] -> (clip, label, i, replaced_from)``.
+    """Random augmented training clips, ``ds[i] -> (clip, label, i, replaced_from)``, or with
+    ``device_augment=True`` ``(frames, label, i, replaced_from, params)``.
 
-    ``clip`` is ``(3, num_frames, crop_size, crop_size)`` float32 (ImageNet-normalised), ``label`` the label
-    of the video actually decoded, ``i`` the requested index. ``replaced_from`` is ``i`` when video ``i``
-    could not be decoded and was replaced, else ``-1``: it travels with the batch, so the main process
-    counts replaced videos per epoch exactly, whatever the number of DataLoader workers
-    (``(batch[3] >= 0).sum()``). Each failing path is also logged once per process (path + reason) and
-    kept in ``self.failures`` (``{path: reason}``, per process).
+    ``clip`` is ``(3, num_frames, crop_size, crop_size)`` float32 (ImageNet-normalised). With
+    ``device_augment`` the worker only decodes: ``frames`` is the uint8 clip ``(num_frames, H, W, 3)`` as
+    decoded (a quarter of the float bytes, or less) and ``params`` the augmentation drawn for it; batch
+    them with :func:`cgd_video.data.device_augment.collate_train` and apply
+    :func:`cgd_video.data.device_augment.augment` on the model's device. Both give the same clip, bit for
+    bit on the CPU. ``label`` is the label of the video actually decoded, ``i`` the requested index.
+    ``replaced_from`` is ``i`` when video ``i`` could not be decoded and was replaced, else ``-1``: it
+    travels with the batch, so the main process counts replaced videos per epoch exactly, whatever the
+    number of DataLoader workers (``(batch[3] >= 0).sum()``). Each failing path is also logged once per
+    process (path + reason) and kept in ``self.failures`` (``{path: reason}``, per process).
+
+    Only decoding and I/O failures (:class:`VideoDecodeError`, ``OSError``) replace a video; any other
+    exception is a bug and propagates with its traceback.
 
     Randomness: attempt ``a`` of item ``i`` in epoch ``e`` draws everything (replacement video, temporal
     window, crop, flip) from ``np.random.default_rng([seed, e, i, a])``: the same (seed, epoch, index)
     always gives the same clip, so a resumed run is bit-identical. Call :meth:`set_epoch` before each epoch
-    (with non-persistent workers, the default, each epoch's workers get the new epoch).
+    (before iterating the DataLoader); the epoch lives in shared memory, so persistent workers see it too.
+
+    Decode less: a source whose shorter side is larger than
+    :func:`~cgd_video.data.device_augment.decode_short_side` (299 for the paper's 224 crop, the jitter's
+    top for ``jitter``) is scaled by libav while decoding (``decode_scale``), so every crop is still
+    resized down, never up.
 
     Args:
         records: videos and labels (see module docstring).
@@ -95,10 +109,13 @@ class TrainClipDataset(_VideoListDataset):
             ``jitter``, random crop); both flip.
         jitter: short-side range for ``aug="jitter"``.
         mean, std: normalisation in [0, 1] units.
-        backend: ``"decord"`` (falls back to PyAV by itself), ``"pyav"`` or ``"frames"``.
+        backend: ``"decord"`` (PyAV where decord is not frame-exact, and as its fallback), ``"pyav"`` or
+            ``"frames"``.
         seed: base seed.
         max_retries: replacement attempts after the first failure; then a RuntimeError lists every
             path tried and why it failed.
+        device_augment: return uint8 frames + drawn parameters instead of the augmented float clip.
+        decode_scale: let the decoder scale large sources down (see above).
     """
 
     def __init__(
@@ -115,31 +132,43 @@ class TrainClipDataset(_VideoListDataset):
         backend: str = "decord",
         seed: int = 0,
         max_retries: int = 10,
+        device_augment: bool = False,
+        decode_scale: bool = True,
     ) -> None:
-        if aug not in transforms.TRAIN_AUGS:
-            raise ValueError(f"unknown train augmentation {aug!r}; valid: {', '.join(transforms.TRAIN_AUGS)}")
         super().__init__(records, root, num_frames, sampling_rate, mean, std, backend)
         self.crop_size = int(crop_size)
         self.aug = aug
         self.jitter = tuple(jitter)
+        short_side = device_augment_mod.decode_short_side(self.crop_size, aug, self.jitter)  # checks aug
+        self.short_side = short_side if decode_scale else None
         self.seed = int(seed)
         self.max_retries = int(max_retries)
-        self.epoch = 0
+        self.device_augment = bool(device_augment)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by persistent workers
         self.failures: dict[str, str] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
-    def _load(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
-        reader = open_video(path, self.backend)
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    def _load(self, path: Path, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoded uint8 frames of one clip and the augmentation drawn for them."""
+        reader = open_video(path, self.backend, short_side=self.short_side)
         state = rng.bit_generator.state  # a resample after a frame-count correction redraws the same way
+
         def indices(n: int) -> np.ndarray:
             rng.bit_generator.state = state
             return sampling.train_window_indices(n, self.num_frames, self.sampling_rate, rng)
-        frames = read_clip(reader, indices)
-        return transforms.train_transform(frames, rng, self.crop_size, self.aug, self.jitter, self.mean, self.std)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+        frames = read_clip(reader, indices)
+        params = device_augment_mod.draw_params(rng, frames.shape[1], frames.shape[2], self.crop_size, self.aug,
+                                                self.jitter)
+        return frames, params
+
+    def __getitem__(self, index: int) -> tuple:
         tried: list[str] = []
         for attempt in range(self.max_retries + 1):
             rng = np.random.default_rng([self.seed, self.epoch, int(index), attempt])
@@ -149,14 +178,18 @@ class TrainClipDataset(_VideoListDataset):
                 tried.append(f"{path}: {self.failures[str(path)]}")
                 continue
             try:
-                clip = self._load(path, rng)
-            except Exception as exc:  # a bad video must not kill the worker: record, replace, count
+                frames, params = self._load(path, rng)
+            except DECODE_ERRORS as exc:  # a bad video must not kill the worker: record, replace, count
                 reason = _reason(exc)
                 self.failures[str(path)] = reason
                 logger.warning("skipping undecodable video %s: %s (replaced by another video)", path, reason)
                 tried.append(f"{path}: {reason}")
                 continue
-            return clip, label, int(index), (int(index) if attempt else -1)
+            replaced_from = int(index) if attempt else -1
+            if self.device_augment:
+                return frames, label, int(index), replaced_from, params
+            clip = device_augment_mod.augment(frames[None], params[None], self.crop_size, self.mean, self.std)[0]
+            return clip, label, int(index), replaced_from
         raise RuntimeError(
             f"TrainClipDataset: item {index} failed {len(tried)} times (max_retries={self.max_retries}):\n  "
             + "\n  ".join(tried)

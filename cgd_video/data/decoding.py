@@ -35,6 +35,7 @@ and the collate crashes).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ import torch
 
 __all__ = [
     "BACKENDS",
+    "DECODE_ERRORS",
     "FrameCountMismatch",
     "VideoDecodeError",
     "VideoInfo",
@@ -90,6 +92,11 @@ class FrameCountMismatch(VideoDecodeError):
         return (type(self), (self.path, self.num_frames, self.requested))
 
 
+# What a bad or unreadable file raises through the readers (decoder failures are VideoDecodeError). Anything
+# else is a bug: datasets must not mistake it for bad data.
+DECODE_ERRORS = (VideoDecodeError, OSError)
+
+
 class VideoReader(Protocol):
     path: str
     num_frames: int
@@ -115,26 +122,23 @@ class VideoInfo:
         return bool(_DECORD_EXACT_FORMATS.intersection(self.format.split(",")))
 
 
-_PROBES: dict[tuple, Optional[VideoInfo]] = {}
-
-
 def probe(path: PathLike) -> Optional[VideoInfo]:
     """Container format, codec and size of the first video stream (PyAV header read, no decoding);
-    ``None`` when PyAV cannot open the file. Cached per process by (path, size, mtime)."""
+    ``None`` when PyAV cannot open the file. Cached per process (LRU) by (path, size, mtime)."""
+    st = os.stat(path)
+    return _probe(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _probe(path: str, _size: int, _mtime_ns: int) -> Optional[VideoInfo]:
     import av
 
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _PROBES:
-        try:
-            with av.open(str(path)) as container:
-                ctx = container.streams.video[0].codec_context
-                _PROBES[key] = VideoInfo(container.format.name, ctx.name, int(ctx.width), int(ctx.height))
-        except (av.error.FFmpegError, IndexError, OSError, UnicodeDecodeError):
-            _PROBES[key] = None
-        if len(_PROBES) > 100_000:  # a bound, not an LRU: a worker sees each video once per epoch
-            _PROBES.clear()
-    return _PROBES[key]
+    try:
+        with av.open(path) as container:
+            ctx = container.streams.video[0].codec_context
+            return VideoInfo(container.format.name, ctx.name, int(ctx.width), int(ctx.height))
+    except (av.error.FFmpegError, IndexError, OSError, UnicodeDecodeError):
+        return None
 
 
 def reader_for(path: PathLike, backend: str = "decord") -> str:

@@ -5,27 +5,23 @@ Crops are slices; resizing is ``torchvision.transforms.v2.functional.resize`` (b
 uint8 ``(T, 3, H, W)`` views. The single conversion to float is one of two functions computing the same
 ``(x / 255 - mean) / std`` (bit-identical values):
 
-* :func:`normalize` — one training clip, uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``, in the
-  dataset (``TrainClipDataset`` returns float clips);
+* :func:`normalize` — one clip, uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``;
 * :func:`normalize_views` — test views, uint8 ``(..., 3, T, S, S)`` (what ``MultiViewTestDataset``
   returns) -> float32 ``(N, 3, T, S, S)`` on the model's device, applied by the consumer right before the
   model (the evaluator, validation, the ``Predictor``): 30 test views stay uint8 through the DataLoader
   (4x less memory and IPC than float32) and the host-to-device copy.
 
-Train augmentation (``aug``):
-  ``"paper"``: a random square of 0.75-1 of the shorter side at a random position, resized to
-  ``crop_size`` (the paper's "random crop of 0.75-1 of the frame's shorter side").
-  ``"jitter"``: shorter side resized to a random size in ``jitter`` (Non-local / PySlowFast [256, 320]),
-  then a random ``crop_size`` square.
-Both then flip horizontally with probability 1/2. Test: shorter side to ``test_scale``, then 1 or 3 crops
-of ``test_crop`` along the longer side. Frames smaller than a crop are scaled up first (never padded).
+Train augmentation (random crop/scale, flip, normalisation) lives in :mod:`cgd_video.data.device_augment`:
+drawn in the DataLoader worker, applied batched on the model's device.
+
+Test: shorter side to ``test_scale``, then 1 or 3 crops of ``test_crop`` along the longer side. Frames
+smaller than a crop are scaled up first (never padded).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -34,7 +30,6 @@ from cgd_video.data import sampling
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "TRAIN_AUGS",
     "crop",
     "normalize",
     "normalize_views",
@@ -43,12 +38,10 @@ __all__ = [
     "test_crops",
     "test_frames",
     "test_views",
-    "train_transform",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TRAIN_AUGS = ("paper", "jitter")
 
 
 def _to_tchw(frames: torch.Tensor) -> torch.Tensor:
@@ -125,34 +118,6 @@ def normalize_views(
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
     out.copy_(x)
     return out.mul_(scale).add_(shift)
-
-
-def train_transform(
-    frames: torch.Tensor,
-    rng: np.random.Generator,
-    crop_size: int = 224,
-    aug: str = "paper",
-    jitter: Sequence[int] = (256, 320),
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """One augmented training clip ``(3, T, crop_size, crop_size)`` float32 from uint8 ``(T, H, W, 3)``.
-
-    Random draws, in order: crop (or scale, then crop), then flip; all from ``rng``.
-    """
-    x = _to_tchw(frames)
-    height, width = x.shape[-2:]
-    if aug == "paper":
-        x = crop(x, sampling.random_square_crop_box(height, width, rng))
-        x = TF.resize(x, [crop_size, crop_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    elif aug == "jitter":
-        x = resize_short_side(x, max(sampling.jitter_short_side(rng, jitter), crop_size))
-        x = crop(x, sampling.random_crop_box(x.shape[-2], x.shape[-1], crop_size, rng))
-    else:
-        raise ValueError(f"unknown train augmentation {aug!r}; valid: {', '.join(TRAIN_AUGS)}")
-    if rng.random() < 0.5:
-        x = x.flip(-1)
-    return normalize(x, mean, std)
 
 
 def test_frames(frames: torch.Tensor, test_scale: int = 256, test_crop: int = 256) -> torch.Tensor:
