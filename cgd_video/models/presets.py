@@ -21,11 +21,22 @@ from __future__ import annotations
 from cgd_video.models.registry import register_model
 from cgd_video.models.resnet_c2d import C2DResNet
 
-__all__: list[str] = []
+__all__ = ["preset_kwargs"]
+
+_DESCRIBE = "_describe"  # preset_kwargs' flag: return the preset's own keyword arguments instead of a model
+
+
+def preset_kwargs(name: str) -> dict:
+    """What preset ``name`` fixes: ``depth`` and its defaults (keys it leaves out take C2DResNet's defaults)."""
+    from cgd_video.models.registry import create_model
+
+    return create_model(name, **{_DESCRIBE: True})
 
 
 def _c2d(depth: int, defaults: dict | None = None, **overrides) -> C2DResNet:
     """The one builder: preset defaults, then the caller's overrides (``attention_kwargs`` merged key by key)."""
+    if overrides.pop(_DESCRIBE, False):
+        return {"depth": depth, **(defaults or {})}
     kwargs = {**(defaults or {}), **overrides}
     if defaults and "attention_kwargs" in defaults and overrides.get("attention_kwargs") is not None:
         kwargs["attention_kwargs"] = {**defaults["attention_kwargs"], **overrides["attention_kwargs"]}
