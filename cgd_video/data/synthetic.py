@@ -37,6 +37,7 @@ __all__ = [
     "encode_mp4",
     "video_name",
     "write_synthetic_dataset",
+    "write_split_files",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -330,9 +331,13 @@ def write_synthetic_dataset(
         (test if is_test else train).append((rel, c + 1))
         if progress is not None:
             progress(1)
+    write_split_files(out / "splits", names, train, test)
+    return out
+
+
+def write_split_files(splits: Path, names: Sequence[str], train: list, test: list) -> None:
+    """UCF-101 split files (CRLF): classInd.txt, trainlist01.txt (path, 1-based label), testlist01.txt."""
     crlf = "\r\n"
-    splits = out / "splits"
     atomic_write_text(splits / "classInd.txt", "".join(f"{i + 1} {n}{crlf}" for i, n in enumerate(names)))
     atomic_write_text(splits / "trainlist01.txt", "".join(f"{p} {label}{crlf}" for p, label in train))
     atomic_write_text(splits / "testlist01.txt", "".join(f"{p}{crlf}" for p, _ in test))
-    return out
