@@ -7,17 +7,27 @@ import pytest
 import torch
 from torch import nn
 
+from cgd_video.boundary.model import arch_keys, check_model_compatible
+from cgd_video.boundary.training import recipe_keys
 from cgd_video.config import load_config
 from cgd_video.engine.checkpoint import (
     CheckpointError,
-    check_model_compatible,
-    check_resume_compatible,
+    check_compatible,
+    fingerprint,
     get_rng_state,
     load_checkpoint,
-    model_fingerprint,
     save_checkpoint,
     set_rng_state,
 )
+
+
+def _meta(cfg, classes=()):
+    return dict(cfg=cfg.dump(), classes=list(classes), arch=arch_keys(cfg), recipe=recipe_keys(cfg))
+
+
+def check_resume_compatible(ck, cfg):
+    check_compatible(ck["arch"], arch_keys(cfg), "checkpoint", "model")
+    check_compatible(ck["recipe"], recipe_keys(cfg), "checkpoint", "recipe")
 
 
 def _setup():
@@ -33,7 +43,7 @@ def _setup():
 def test_roundtrip_weights_only(tmp_path):
     cfg = load_config("ucf101_cgd", ["SEED", "5"])
     model, opt, scaler = _setup()
-    path = save_checkpoint(tmp_path / "ck" / "last.pt", model, opt, scaler, 3, 42, cfg, ["a", "b", "c"])
+    path = save_checkpoint(tmp_path / "ck" / "last.pt", model, opt, scaler, 3, 42, _meta(cfg, ["a", "b", "c"]))
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
     raw = torch.load(path, weights_only=True)  # data only, no pickled code
     assert raw["epoch"] == 3 and raw["iteration"] == 42 and raw["classes"] == ["a", "b", "c"]
@@ -59,10 +69,10 @@ def test_rng_state_roundtrip():
 def test_different_model_refused_with_keys(tmp_path):
     cfg = load_config("ucf101_cgd")
     model, opt, scaler = _setup()
-    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, cfg, []))
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, _meta(cfg)))
     check_model_compatible(ck, cfg)
     other = load_config("ucf101_c2d")  # no CGD
-    assert model_fingerprint(other) != model_fingerprint(cfg)
+    assert fingerprint(arch_keys(other)) != fingerprint(arch_keys(cfg)) == ck["model_fingerprint"]
     with pytest.raises(CheckpointError, match=r"MODEL\.ATTENTION: checkpoint 'cgd' vs now 'none'"):
         check_model_compatible(ck, other)
     with pytest.raises(CheckpointError, match="different model"):
@@ -72,8 +82,9 @@ def test_different_model_refused_with_keys(tmp_path):
 def test_different_recipe_refused_but_free_keys_allowed(tmp_path):
     cfg = load_config("ucf101_cgd")
     model, opt, scaler = _setup()
-    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, cfg, []))
-    check_resume_compatible(ck, load_config("ucf101_cgd", ["SOLVER.MAX_EPOCH", "120", "DATALOADER.NUM_WORKERS", "0"]))
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, _meta(cfg)))
+    check_resume_compatible(ck, load_config("ucf101_cgd", ["SOLVER.MAX_EPOCH", "120", "DATALOADER.NUM_WORKERS", "0",
+                                                           "DATA.ROOT", "/elsewhere", "TRAIN.CHECKPOINT_ITERS", "7"]))
     with pytest.raises(CheckpointError, match=r"SOLVER\.BASE_LR"):
         check_resume_compatible(ck, load_config("ucf101_cgd", ["SOLVER.BASE_LR", "0.1"]))
 

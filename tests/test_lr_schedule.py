@@ -5,7 +5,8 @@ import math
 import pytest
 
 from cgd_video.config import load_config
-from cgd_video.engine.lr_schedule import lr_at, lr_at_from_cfg, scaled_base_lr
+from cgd_video.boundary.training import schedule_kwargs
+from cgd_video.engine.lr_schedule import lr_at, scaled_base_lr
 
 
 def test_step_schedule_of_the_paper():
@@ -52,7 +53,8 @@ def test_linear_scaling_rule():
 
 def test_from_paper_config():
     cfg = load_config("ucf101_cgd")
-    assert lr_at_from_cfg(0.0, cfg.SOLVER) == pytest.approx(0.001)  # warmup start 0.1 x 0.01
-    assert lr_at_from_cfg(1.0, cfg.SOLVER) == pytest.approx(0.01)
-    assert lr_at_from_cfg(50.0, cfg.SOLVER) == pytest.approx(0.001)
-    assert lr_at_from_cfg(85.0, cfg.SOLVER, base_lr=0.02) == pytest.approx(0.0002)
+    kw = schedule_kwargs(cfg)  # built once from SOLVER; lr_at is then a pure function of the epoch
+    assert lr_at(0.0, base_lr=cfg.SOLVER.BASE_LR, **kw) == pytest.approx(0.001)  # warmup start 0.1 x 0.01
+    assert lr_at(1.0, base_lr=cfg.SOLVER.BASE_LR, **kw) == pytest.approx(0.01)
+    assert lr_at(50.0, base_lr=cfg.SOLVER.BASE_LR, **kw) == pytest.approx(0.001)
+    assert lr_at(85.0, base_lr=0.02, **kw) == pytest.approx(0.0002)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from cgd_video.boundary.training import optimizer_kwargs
 from cgd_video.config import load_config
 from cgd_video.engine.optim import build_optimizer, param_groups, set_lr
 
@@ -55,7 +56,7 @@ def test_frozen_parameters_are_left_out():
 def test_sgd_from_config_applies_group_decay():
     cfg = load_config("ucf101_cgd")
     m = Block()
-    opt = build_optimizer(m, cfg.SOLVER, lr=0.01)
+    opt = build_optimizer(m, lr=0.01, **optimizer_kwargs(cfg))
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     decays = {g["name"]: g["weight_decay"] for g in opt.param_groups}
     assert decays["cgd"] == 5e-5 and decays["default"] == 1e-4
@@ -74,4 +75,4 @@ def test_sgd_from_config_applies_group_decay():
 def test_unknown_optimizer_lists_choices():
     cfg = load_config(None, ["SOLVER.OPTIMIZER", "lamb"])
     with pytest.raises(ValueError, match="adamw.*sgd"):
-        build_optimizer(Block(), cfg.SOLVER, lr=0.1)
+        build_optimizer(Block(), lr=0.1, **optimizer_kwargs(cfg))

@@ -18,8 +18,9 @@ import torch
 
 from cgd_video.config import load_config
 from cgd_video.engine.checkpoint import CheckpointError, load_checkpoint
-from cgd_video.engine.testing import run_test
-from cgd_video.engine.trainer import NonFiniteLossError, train
+from cgd_video.boundary.evaluation import test_from_config as run_test
+from cgd_video.boundary.training import train_from_config as train
+from cgd_video.engine.train_loop import NonFiniteLossError
 
 from _train_helpers import PYTHON, REPO, subprocess_env, tiny_opts, write_tiny_lists
 
@@ -46,8 +47,9 @@ def _iteration(ckpt: Path) -> int:
 
 def _start_and_signal(opts, ckpt: Path, at_least: int, sig: int, timeout: float = 120) -> subprocess.CompletedProcess:
     env = subprocess_env()
-    env["CGD_VIDEO_STEP_SLEEP"] = "0.4"  # slow steps so the signal lands mid-run
-    proc = subprocess.Popen([PYTHON, str(REPO / "tools" / "train.py"), "--cfg", "synthetic_cgd", *opts],
+    # tools/train.py's entry point with a hook that slows every step, so the signal lands mid-run
+    proc = subprocess.Popen([PYTHON, str(REPO / "tests" / "_train_with_hooks.py"), "--sleep", "0.4",
+                             "--cfg", "synthetic_cgd", *opts],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
     try:

@@ -48,8 +48,10 @@ _C.MODEL.CGNL_GROUPS = 8
 _C.MODEL.DROPOUT = 0.5
 # Zero-init the last BN gamma of every residual block.
 _C.MODEL.ZERO_INIT_RESIDUAL = False
-# Local path of a torchvision ImageNet ResNet state_dict to initialise from ("" = random init).
-_C.MODEL.PRETRAINED = ""
+# Local path of a torchvision ImageNet ResNet state_dict to initialise from. "none" = random init,
+# chosen on purpose. "" = not chosen: random init with a warning at start (the paper's configs leave it
+# "" because the paper fine-tunes from ImageNet, Sec. 4.1; set a file, or "none" to silence it).
+_C.MODEL.PRETRAINED = "none"
 
 # ----------------------------------------------------------------------------------------------------
 # Data (kwargs of cgd_video.data.datasets.TrainClipDataset / MultiViewTestDataset)
@@ -148,6 +150,9 @@ _C.TRAIN.AMP = "none"
 _C.TRAIN.CPU_THREADS = 0
 # Use the channels_last_3d memory format for model and inputs (faster convs on recent GPUs).
 _C.TRAIN.CHANNELS_LAST = False
+# torch.compile the model for training (default inductor backend; the first steps are slow while it
+# compiles). Off: eager, always correct.
+_C.TRAIN.COMPILE = False
 # Convert BatchNorm to SyncBatchNorm under torchrun (multi-GPU).
 _C.TRAIN.SYNC_BN = False
 # Save checkpoints/epoch_XXXX.pt every this many epochs (last.pt is written every epoch).

@@ -1,9 +1,12 @@
 """Checkpoints: atomic save, safe load (``weights_only=True``), compatibility checks, RNG states.
 
 A checkpoint is plain data (DESIGN.md "Checkpoints"): ``model`` (state_dict), ``optimizer``, ``scaler``,
-``epoch`` (completed epochs), ``iteration`` (completed optimiser steps), ``rng`` (tensors only),
-``cfg`` (YAML string), ``classes`` (list of names), ``model_fingerprint`` (hash of the
-architecture-defining keys). Loading never unpickles code: ``torch.load(..., weights_only=True)``.
+``epoch`` (completed epochs), ``iteration`` (completed optimiser steps), ``rng`` (rank 0's RNG state,
+tensors only), ``rng_per_rank`` (every rank's, in rank order), ``hooks`` (each training hook's own state),
+``cfg`` (YAML string), ``classes``, ``arch`` / ``recipe`` (flat ``{"KEY.NAME": value}`` dicts that the
+config boundary derives from the keys it reads to build the model / the training trajectory) and
+``model_fingerprint`` (hash of ``arch``). Loading never unpickles code: ``torch.load(..., weights_only=True)``.
+This module sees no config: compatibility is a comparison of those dicts (:func:`check_compatible`).
 """
 
 from __future__ import annotations
@@ -11,102 +14,56 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from cgd_video.utils.atomic import atomic_torch_save
 
 __all__ = [
-    "ARCH_KEYS",
-    "RESUME_FREE_KEYS",
     "CheckpointError",
-    "model_fingerprint",
+    "fingerprint",
+    "check_compatible",
     "get_rng_state",
     "set_rng_state",
     "unwrap_model",
     "save_checkpoint",
     "load_checkpoint",
-    "check_model_compatible",
-    "check_resume_compatible",
 ]
-
-# Keys that define the network's parameters: a checkpoint only fits a model built with the same values.
-ARCH_KEYS = (
-    "MODEL.NAME", "MODEL.DEPTH", "MODEL.NUM_CLASSES", "MODEL.LAYOUT", "MODEL.ATTENTION", "MODEL.CGD_VARIANT",
-    "MODEL.CGD_TEMPORAL", "MODEL.CGD_POSITION", "MODEL.NONLOCAL", "MODEL.NONLOCAL_PLACEMENT",
-    "MODEL.CGNL_GROUPS", "DATA.NUM_FRAMES",
-)
-# Keys that may differ between a run and the run it resumes (they do not change the trajectory).
-RESUME_FREE_KEYS = (
-    "OUTPUT_DIR", "DATA.ROOT", "DATA.BACKEND", "DATA.VAL_LIST", "DATA.TEST_LIST", "DATA.CLASSES",
-    "MODEL.PRETRAINED", "SOLVER.MAX_EPOCH", "TRAIN.DEVICE", "TRAIN.LOG_PERIOD", "TRAIN.CHECKPOINT_PERIOD",
-    "TRAIN.CHECKPOINT_ITERS", "TRAIN.EVAL_PERIOD", "TRAIN.AUTO_RESUME", "TRAIN.STOP_AFTER_ITERS", "TEST.*",
-    "DATALOADER.*",
-)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is unreadable or does not fit the current model/config (message says why)."""
 
 
-def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in dict(d).items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _cfg_dict(cfg: Any) -> Dict[str, Any]:
-    """Flat {"A.B": value} from a CfgNode, a nested dict or a YAML string."""
-    if isinstance(cfg, str):
-        cfg = yaml.safe_load(cfg) or {}
-    return _flatten(cfg)
-
-
-def model_fingerprint(cfg: Any) -> str:
-    """sha256 (16 hex digits) of the :data:`ARCH_KEYS` values."""
-    flat = _cfg_dict(cfg)
-    text = "\n".join(f"{k}={flat.get(k)!r}" for k in ARCH_KEYS)
+def fingerprint(keys: Mapping[str, Any]) -> str:
+    """sha256 (16 hex digits) of a ``{"KEY": value}`` dict, order-independent."""
+    text = "\n".join(f"{k}={keys[k]!r}" for k in sorted(keys))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _differences(old: Dict[str, Any], new: Dict[str, Any], keys: Iterable[str]) -> List[str]:
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
+    keys = sorted(set(old) | set(new))
     return [f"  {k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
-def check_model_compatible(ckpt: Dict[str, Any], cfg: Any, path: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the differing keys when the checkpoint's model differs."""
-    if ckpt.get("model_fingerprint") == model_fingerprint(cfg):
+def check_compatible(stored: Mapping[str, Any], now: Mapping[str, Any], path: str, what: str = "model") -> None:
+    """Raise :class:`CheckpointError` naming every key whose value differs between ``stored`` and ``now``.
+
+    ``what="model"``: the architecture keys (the weights would not fit); ``what="recipe"``: the keys that
+    shape the training trajectory (a resume would not continue the same run).
+    """
+    diffs = _differences(stored, now)
+    if not diffs:
         return
-    diffs = _differences(_cfg_dict(ckpt.get("cfg", "")), _cfg_dict(cfg), ARCH_KEYS)
-    raise CheckpointError(
-        f"{path} holds a different model (fingerprint {ckpt.get('model_fingerprint')} vs "
-        f"{model_fingerprint(cfg)}):\n" + "\n".join(diffs or ["  (no config stored)"])
-    )
-
-
-def _is_free(key: str) -> bool:
-    return any(key == f or (f.endswith(".*") and key.startswith(f[:-1])) for f in RESUME_FREE_KEYS)
-
-
-def check_resume_compatible(ckpt: Dict[str, Any], cfg: Any, path: str = "checkpoint") -> None:
-    """Refuse to resume a run whose model or training recipe differs (all keys but RESUME_FREE_KEYS)."""
-    check_model_compatible(ckpt, cfg, path)
-    old, new = _cfg_dict(ckpt.get("cfg", "")), _cfg_dict(cfg)
-    keys = sorted(k for k in set(old) | set(new) if not _is_free(k))
-    diffs = _differences(old, new, keys)
-    if diffs:
-        raise CheckpointError(
-            f"refusing to resume from {path}: it was trained with a different config:\n" + "\n".join(diffs)
-            + "\nUse a new OUTPUT_DIR, or pass the checkpoint's values on the command line."
-        )
+    if what == "model":
+        raise CheckpointError(f"{path} holds a different model (fingerprint {fingerprint(stored)} vs "
+                              f"{fingerprint(now)}):\n" + "\n".join(diffs))
+    raise CheckpointError(f"refusing to resume from {path}: it was trained with a different config:\n"
+                          + "\n".join(diffs) + "\nUse a new OUTPUT_DIR, or pass the checkpoint's values on the "
+                          "command line.")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -153,19 +110,13 @@ def set_rng_state(state: Dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(list(state["cuda"]))
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    optimizer: Optional[torch.optim.Optimizer],
-    scaler: Optional[Any],
-    epoch: int,
-    iteration: int,
-    cfg: Any,
-    classes: List[str],
-    extra: Optional[Dict[str, Any]] = None,
-) -> Path:
-    """Write a checkpoint atomically (temp file in the same folder, fsync, ``os.replace``)."""
-    cfg_yaml = cfg if isinstance(cfg, str) else cfg.dump()
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                    scaler: Optional[Any], epoch: int, iteration: int, meta: Optional[Dict[str, Any]] = None) -> Path:
+    """Write a checkpoint atomically (temp file in the same folder, fsync, ``os.replace``).
+
+    ``meta``: plain data stored beside the weights (``cfg``, ``classes``, ``arch``, ``recipe``, ``hooks``,
+    ``rng_per_rank``...); without an ``rng`` entry this process's RNG state is stored.
+    """
     ckpt = {
         "model": unwrap_model(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
@@ -173,12 +124,10 @@ def save_checkpoint(
         "epoch": int(epoch),
         "iteration": int(iteration),
         "rng": get_rng_state(),
-        "cfg": cfg_yaml,
-        "classes": list(classes),
-        "model_fingerprint": model_fingerprint(cfg_yaml),
     }
-    if extra:
-        ckpt.update(extra)
+    ckpt.update(meta or {})
+    if "arch" in ckpt:
+        ckpt["model_fingerprint"] = fingerprint(ckpt["arch"])
     return atomic_torch_save(ckpt, path)
 
 
@@ -190,7 +139,18 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, An
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): {e}") from e
+        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): {_reason(e)}") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a cgd_video checkpoint (no 'model' entry)")
     return ckpt
+
+
+def _reason(error: Exception) -> str:
+    """The cause of a failed safe load, without torch's advice to retry with ``weights_only=False``
+    (that would run the file's pickled code)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "Unsupported global" in line or "WeightsUnpickler error" in line:
+            return "it holds pickled code, which is never loaded (" + line.split("error:")[-1].split(" Please use")[0].strip() + ")"
+    lines = [x for x in text.splitlines() if x.strip() and "weights_only=False" not in x]
+    return lines[0].strip() if lines else type(error).__name__

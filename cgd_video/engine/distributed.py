@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 __all__ = [
     "DistInfo", "init_distributed", "cleanup", "is_dist", "get_rank", "get_world_size", "is_main_process",
-    "barrier", "all_gather_objects", "all_reduce_flag", "all_reduce_sum", "shard_indices",
+    "barrier", "all_gather_objects", "all_reduce_flag", "all_reduce_sum", "all_reduce_tensor", "shard_indices",
 ]
 
 
@@ -92,6 +92,13 @@ def all_reduce_sum(value: float, device: torch.device | str = "cpu") -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.item()
+
+
+def all_reduce_tensor(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """``t`` reduced in place over the ranks (``"sum"`` or ``"max"``); ``t`` itself in a single process."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return t
 
 
 def shard_indices(n: int, rank: int | None = None, world: int | None = None) -> List[int]:

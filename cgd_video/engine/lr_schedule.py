@@ -1,7 +1,8 @@
 """Learning rate as a pure function of the fractional epoch (PySlowFast ``utils/lr_policy.py`` style).
 
-Nothing to save or restore on resume: the trainer calls :func:`lr_at` with
-``epoch + iteration / iters_per_epoch`` before every optimiser step. The paper (Sec. 4.1) uses SGD with
+Nothing to save or restore on resume: the LR hook calls :func:`lr_at` with
+``epoch + iteration / iters_per_epoch`` before every optimiser step, with keyword arguments the config
+boundary built once (``cgd_video.boundary.training.schedule_kwargs``). The paper (Sec. 4.1) uses SGD with
 a gradual (linear) warmup, then x0.1 at epochs 40 and 80 of 100; cosine decay is offered as well.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["lr_at", "lr_at_from_cfg", "scaled_base_lr"]
+__all__ = ["lr_at", "scaled_base_lr"]
 
 
 def lr_at(
@@ -70,20 +71,5 @@ def scaled_base_lr(base_lr: float, total_batch: int, reference_batch: int, linea
     if not linear_scaling:
         return base_lr
     if reference_batch <= 0:
-        raise ValueError(f"SOLVER.REFERENCE_BATCH must be > 0 with linear scaling, got {reference_batch}")
+        raise ValueError(f"the reference batch must be > 0 with linear scaling, got {reference_batch}")
     return base_lr * total_batch / reference_batch
-
-
-def lr_at_from_cfg(epoch: float, solver_cfg, base_lr: float | None = None) -> float:
-    """:func:`lr_at` with the ``SOLVER`` node's keys; ``base_lr`` overrides ``SOLVER.BASE_LR`` (scaled LR)."""
-    return lr_at(
-        epoch,
-        base_lr=solver_cfg.BASE_LR if base_lr is None else base_lr,
-        policy=solver_cfg.LR_POLICY,
-        max_epoch=solver_cfg.MAX_EPOCH,
-        steps=solver_cfg.STEPS,
-        gamma=solver_cfg.GAMMA,
-        warmup_epochs=solver_cfg.WARMUP_EPOCHS,
-        warmup_start_factor=solver_cfg.WARMUP_START_FACTOR,
-        cosine_end_factor=solver_cfg.COSINE_END_FACTOR,
-    )

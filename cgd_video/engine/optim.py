@@ -57,21 +57,24 @@ def param_groups(
     ]
 
 
-def build_optimizer(model: nn.Module, solver_cfg, lr: float) -> torch.optim.Optimizer:
-    """SGD (paper) or AdamW over :func:`param_groups`, from the ``SOLVER`` config node."""
-    groups = param_groups(
-        model,
-        weight_decay=solver_cfg.WEIGHT_DECAY,
-        cgd_weight_decay=solver_cfg.CGD_WEIGHT_DECAY,
-        norm_weight_decay=solver_cfg.NORM_WEIGHT_DECAY,
-        bias_weight_decay=solver_cfg.BIAS_WEIGHT_DECAY,
-    )
-    name = solver_cfg.OPTIMIZER.lower()
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=solver_cfg.MOMENTUM, nesterov=solver_cfg.NESTEROV)
-    if name == "adamw":
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    name: str = "sgd",
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 1e-4,
+    cgd_weight_decay: float = 5e-5,
+    norm_weight_decay: float = 1e-4,
+    bias_weight_decay: float = 1e-4,
+) -> torch.optim.Optimizer:
+    """SGD (paper) or AdamW over :func:`param_groups`; ``name`` is ``"sgd"`` or ``"adamw"``."""
+    groups = param_groups(model, weight_decay, cgd_weight_decay, norm_weight_decay, bias_weight_decay)
+    if name.lower() == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    if name.lower() == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"SOLVER.OPTIMIZER {solver_cfg.OPTIMIZER!r} is not one of ['adamw', 'sgd']")
+    raise ValueError(f"optimizer {name!r} is not one of ['adamw', 'sgd']")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
