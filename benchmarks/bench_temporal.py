@@ -200,10 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if png:
         plot(result, png)
         result["png"] = str(png)
-        print(f"wrote {png}")
+    written = [p for p in (png, args.json) if p]
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    print("wrote " + ", ".join(map(str, written)) if written else "(no --json / --png: nothing written)")
     return 0
 
 

@@ -14,7 +14,7 @@ NUM_FRAMES = 8  # nonlocal32 layout: res2 sees 2 frames, res3..res5 one (CGD con
 @pytest.mark.parametrize("name", list_models())
 def test_every_preset_builds_and_runs(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=3, num_frames=NUM_FRAMES)
+    model = create_model(name, num_classes=3, num_frames=NUM_FRAMES, input_size=32)  # spatial CGD: built for 32
     assert isinstance(model, C2DResNet) and model.fc.out_features == 3
     model.eval()
     with torch.no_grad():

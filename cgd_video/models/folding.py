@@ -8,7 +8,9 @@ parameters to avoid the extra *axpby* pass at inference time. In eval mode BN is
 
 where ``s = 1 + y`` is CGD's (N, C, T or 1, 1, 1) scale (Eq. 11). ``s * k`` is a tiny per-sample
 tensor; the big tensor X is then read once and written once by a single ``torch.addcmul`` instead
-of twice (``X * s``, then BN).
+of twice (``X * s``, then BN). The identity holds for any s that broadcasts to X, so the spatial
+forms' (N, 1, T or 1, H, 1) / (N, 1, T or 1, 1, W) scales (Fig. 4b/c) fold the same way: ``s * k``
+is then (N, C, T, H, 1), still far smaller than X.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def scaled_batch_norm(x: Tensor, scale: Tensor, bn: nn.Module, relu: bool = Fals
         x: features with channels in dim 1, e.g. (N, C, T, H, W); any memory layout (the output
             keeps x's strides when x is dense, so a clip view of a (N*T, C, H, W) frame batch
             folds back without a copy).
-        scale: CGD's ``module.scale(x)``, broadcastable to x, e.g. (N, C, T or 1, 1, 1).
+        scale: CGD's ``module.scale(x)``, broadcastable to x, e.g. (N, C, T or 1, 1, 1), or a spatial
+            CGD's (N, 1, T or 1, H, 1) / (N, 1, T or 1, 1, W).
         bn: a BatchNorm (1d/2d/3d; only its running statistics, affine parameters and eps are
             used, so a BatchNorm2d serves a 5-D clip view). Must be in eval mode.
         relu: apply ReLU in place on the result (saves the allocation of a separate ReLU).
@@ -92,6 +95,8 @@ def _cpu_affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor | None:
     if x.dim() < 3 or x.dtype not in (torch.float32, torch.float64):
         return None
     lead = 3 if x.dim() == 5 else 2  # rows: (N, C, T) of a clip, (N, C) otherwise
+    if any(d != 1 for d in (*mult.shape[lead:], *shift.shape[lead:])):
+        return None  # a per-row/column scale (spatial CGD, Fig. 4b/c): not one value per BN "channel"
     order = sorted(range(lead), key=lambda d: -x.stride(d))
     perm = order + list(range(lead, x.dim()))
     xp = x.permute(perm)

@@ -25,6 +25,7 @@ __all__ = [
     "LAYOUTS",
     "get_layout",
     "stage_num_frames",
+    "stage_spatial_sizes",
     "temporal_max_pool",
     "fold_frames",
     "unfold_frames",
@@ -97,6 +98,30 @@ def stage_num_frames(layout: str | TemporalLayout, num_frames: int) -> dict[str,
             f"num_frames={num_frames} is too short for layout {lay}: time would shrink below one frame"
         )
     return {"res2": res2, "res3": t, "res4": t, "res5": t}
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def stage_spatial_sizes(layout: str | TemporalLayout, size: int) -> dict[str, tuple[int, int]]:
+    """(input, output) height (or width) of each stage res2..res5 for an input crop side ``size``.
+
+    conv1 7×7 stride 2 padding 3, the stem max pool (``pool1_spatial_kernel``, stride 2, padding
+    kernel // 2), then a stride-2 3×3 conv (padding 1) at the start of res3, res4 and res5
+    (torchvision's ResNet). 224 gives 56, 28, 14, 7; 256 gives 64, 32, 16, 8. The spatial CGD
+    forms (Fig. 4b/c) have one weight per row or column, so they need these sizes.
+    """
+    lay = get_layout(layout)
+    k = lay.pool1_spatial_kernel
+    s = _conv_out(_conv_out(size, 7, 2, 3), k, 2, k // 2)
+    if size < 1 or s < 1:
+        raise ValueError(f"input size {size} is too small for a C2D ResNet")
+    sizes = {}
+    for i, stage in enumerate(STAGES):
+        out = s if i == 0 else _conv_out(s, 3, 2, 1)
+        sizes[stage], s = (s, out), out
+    return sizes
 
 
 def temporal_max_pool(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:

@@ -8,6 +8,9 @@ Every preset accepts keyword overrides of :class:`~cgd_video.models.resnet_c2d.C
 ``c2d_r50_cgd``        + CGD v10 after conv1 of every block (Table 3, "Conv1 + CGD")
 ``c2d_r50_cgd_conv2``  + CGD after the 3×3 conv (Table 4, "Conv2 + CGD")
 ``c2d_r50_cgd_concat`` + CGD with frames concatenated, D = C·T (Fig. 4a)
+``c2d_r50_cgd_height`` + height-wise CGD, D = H·T (Fig. 4b; built for ``input_size``)
+``c2d_r50_cgd_width``  + width-wise CGD, D = W·T (Fig. 4c; built for ``input_size``)
+``c2d_r50_cgd_hw``     + the authors' released spatial layer, tanh(outer(h, w)) per frame
 ``c2d_r50_nl``         + one non-local block in res4 (Table 3 "+NL")
 ``c2d_r50_nl5``        + five non-local blocks (Non-local paper's res3/res4 setting)
 ``c2d_r50_cgnl``       + one CGNL block in res4, 8 groups (Table 3 Mini-Kinetics row)
@@ -84,6 +87,21 @@ def c2d_r50_cgd_conv2(**kwargs) -> C2DResNet:
 @register_model
 def c2d_r50_cgd_concat(**kwargs) -> C2DResNet:
     return _c2d(50, {**_CGD, "attention_kwargs": {"temporal": "concat"}}, **kwargs)
+
+
+@register_model
+def c2d_r50_cgd_height(**kwargs) -> C2DResNet:
+    return _c2d(50, {"attention": "cgd_height", "attention_kwargs": {"temporal": "concat"}}, **kwargs)
+
+
+@register_model
+def c2d_r50_cgd_width(**kwargs) -> C2DResNet:
+    return _c2d(50, {"attention": "cgd_width", "attention_kwargs": {"temporal": "concat"}}, **kwargs)
+
+
+@register_model
+def c2d_r50_cgd_hw(**kwargs) -> C2DResNet:
+    return _c2d(50, {"attention": "cgd_hw", "attention_kwargs": {"temporal": "frame"}}, **kwargs)
 
 
 @register_model

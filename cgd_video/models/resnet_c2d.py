@@ -35,6 +35,7 @@ from cgd_video.models.layouts import (
     fold_frames,
     get_layout,
     stage_num_frames,
+    stage_spatial_sizes,
     temporal_max_pool,
     unfold_frames,
 )
@@ -83,6 +84,7 @@ class _C2DBlock(nn.Module):
 
     attn: nn.Module | None
     nl: nn.Module | None
+    strided_conv: int  # which conv carries the block's stride (1: BasicBlock, 2: Bottleneck)
     fold_attention: bool = True  # eval mode: merge the attention scale into the next BN (Sec. 3.3)
 
     def _add_extras(
@@ -107,7 +109,8 @@ class _C2DBlock(nn.Module):
         else:
             clip = unfold_frames(out, num_clips)
             if self.fold_attention and not self.training and hasattr(self.attn, "scale"):
-                # Sec. 3.3: BN(X ⊙ s) (and the ReLU) in one fused pass instead of X ⊙ s, then BN.
+                # Sec. 3.3: BN(X ⊙ s) (and the ReLU) in one fused pass instead of X ⊙ s, then BN;
+                # s is per channel (CGD) or per row/column (CGDSpatial), both fold (folding.py).
                 return fold_frames(scaled_batch_norm(clip, self.attn.scale(clip), bn, relu=relu))
             out = bn(fold_frames(self.attn(clip)))
         return self.relu(out) if relu else out
@@ -121,9 +124,10 @@ class _C2DBlock(nn.Module):
 
 
 class BasicBlock(_C2DBlock):
-    """ResNet-18/34 block (two 3×3 convs); attention after conv1 or conv2."""
+    """ResNet-18/34 block (two 3×3 convs, stride on conv1); attention after conv1 or conv2."""
 
     expansion = 1
+    strided_conv = 1
 
     def __init__(
         self,
@@ -153,6 +157,7 @@ class Bottleneck(_C2DBlock):
     """ResNet-50/101 bottleneck (1×1, 3×3 with the stride, 1×1); attention after conv1 or conv2."""
 
     expansion = 4
+    strided_conv = 2
 
     def __init__(
         self,
@@ -199,9 +204,18 @@ class C2DResNet(nn.Module):
         layout: temporal layout name (``"nonlocal32"``, ``"pytorchvideo8"``) or a ``TemporalLayout``.
         num_frames: input clip length T; gives each stage's T for CGD ``concat`` (Fig. 4a) and is
             checked against the layout.
-        attention: ``create_attention`` name: ``"none"`` or ``"cgd"`` (one module per residual block).
+        input_size: side of the (square) training crop. Only the spatial CGD forms use it: they
+            hold one weight per row or column, so each block's H or W is derived from it and the
+            layout (:func:`~cgd_video.models.layouts.stage_spatial_sizes`); such a model then
+            accepts only crops of this size (a clear ValueError otherwise).
+        width: channels of the stem and res2 (64); res3..res5 double it per stage. Smaller widths
+            give the tiny models of the temporal-order probe (benchmarks/bench_temporal.py).
+        attention: ``create_attention`` name, one module per residual block: ``"none"``,
+            ``"cgd"`` (per channel, Fig. 2/4a), ``"cgd_height"`` / ``"cgd_width"`` (per row /
+            column, Fig. 4b/c).
         attention_kwargs: keyword arguments for the attention module (CGD: ``variant``, ``temporal``,
-            ``init``); ``num_frames`` is filled in per stage from the layout.
+            ``init``); ``num_frames`` (and ``height``/``width`` at the attention's position) are
+            filled in per block from the layout.
         attention_position: ``"conv1"`` (after the first conv, the paper's choice) or ``"conv2"``
             (after the 3×3 conv), Table 4.
         nonlocal_type: ``"none"``, ``"nl"`` (embedded Gaussian) or ``"cgnl"`` (dot product), Table 3.
@@ -218,6 +232,8 @@ class C2DResNet(nn.Module):
         num_classes: int = 400,
         layout: str | TemporalLayout = "nonlocal32",
         num_frames: int = 32,
+        input_size: int = 224,
+        width: int = 64,
         attention: str = "none",
         attention_kwargs: dict | None = None,
         attention_position: str = "conv1",
@@ -236,8 +252,13 @@ class C2DResNet(nn.Module):
         self.num_frames = num_frames
         self.stage_frames = stage_num_frames(self.layout, num_frames)
         attention_kwargs = dict(attention_kwargs or {})
-        if "num_frames" in attention_kwargs:
-            raise ValueError("attention_kwargs must not set 'num_frames': it comes from layout and num_frames")
+        for key in ("num_frames", "height", "width", "size"):
+            if key in attention_kwargs:
+                raise ValueError(
+                    f"attention_kwargs must not set {key!r}: it comes from layout, num_frames and input_size"
+                )
+        self.input_size = input_size
+        stage_sizes = stage_spatial_sizes(self.layout, input_size)
         if nl_builder is not None:
             for stage, indices in nl_where.items():
                 if max(indices) >= stage_depths[stage]:
@@ -246,28 +267,35 @@ class C2DResNet(nn.Module):
                         f"{STAGES[stage]}, which has {stage_depths[stage]} blocks at depth {depth}"
                     )
 
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         k = self.layout.pool1_spatial_kernel
         self.maxpool = nn.MaxPool2d(k, 2, k // 2)
         layers = []
-        for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), stage_depths)):
-            attn_layer = None
+        for stage, blocks in enumerate(stage_depths):
+            name = STAGES[stage]
+            attn_layers: list[AttnFactory | None] = [None] * blocks
             if attention != "none":
-                stage_kwargs = dict(attention_kwargs, num_frames=self.stage_frames[STAGES[stage]])
-                attn_layer = partial(create_attention, attention, **stage_kwargs)
+                # Every block but the first sees the stage's output size; the first block's size
+                # changes at its strided conv.
+                size_in, size_out = stage_sizes[name]
+                strided = ATTENTION_POSITIONS[attention_position] >= block.strided_conv
+                for i in range(blocks):
+                    side = size_out if i > 0 or strided else size_in
+                    attn_layers[i] = partial(create_attention, attention, **attention_kwargs,
+                                             num_frames=self.stage_frames[name], height=side, width=side)
             nl_at = nl_where.get(stage, ()) if nl_builder is not None else ()
             layers.append(
                 self._make_layer(
-                    block, planes, blocks, 1 if stage == 0 else 2, attn_layer, attention_position,
+                    block, width * 2**stage, blocks, 1 if stage == 0 else 2, attn_layers, attention_position,
                     lambda c: nl_builder(c, cgnl_groups), nl_at,
                 )
             )
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
         self._init_weights(zero_init_residual)
 
     def _make_layer(
@@ -276,7 +304,7 @@ class C2DResNet(nn.Module):
         planes: int,
         blocks: int,
         stride: int,
-        attn_layer: AttnFactory | None,
+        attn_layers: Sequence[AttnFactory | None],
         attn_position: str,
         nl_layer: Callable[[int], nn.Module],
         nl_at: Sequence[int],
@@ -295,7 +323,7 @@ class C2DResNet(nn.Module):
                     planes,
                     stride if i == 0 else 1,
                     downsample if i == 0 else None,
-                    attn_layer,
+                    attn_layers[i],
                     attn_position,
                     nl_layer(out_planes) if i in nl_at else None,
                 )
