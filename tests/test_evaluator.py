@@ -1,5 +1,6 @@
-"""Evaluator: video_scores (mean of per-view softmax, uint8 views normalised on the device) and
-label -1 (no ground truth) scored but left out of the metrics."""
+"""Evaluator: video_scores (mean of per-view softmax, uint8 views normalised on the device), label -1
+(no ground truth) scored but left out of the metrics, paths kept per video, and both accuracies
+(over the decoded videos, and with undecodable ones counted as wrong: TEST.FAILED_AS_WRONG)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from torch import nn
 
 from cgd_video.data.transforms import normalize_views
-from cgd_video.engine.evaluator import evaluate, video_scores, write_test_outputs
+from cgd_video.engine.evaluator import eval_metrics, evaluate, video_scores
+from cgd_video.engine.testing import results_summary, write_test_outputs
 from cgd_video.engine.metrics import classification_metrics, confusion_matrix
 
 K, V, SHAPE = 4, 3, (3, 2, 4, 4)
@@ -60,6 +62,7 @@ def test_evaluate_scores_unlabelled_videos_but_leaves_them_out_of_the_metrics(tm
         for i in range(6)
     )
     res = evaluate(model, ds, K, batch_size=4, progress=False)
+    assert res.paths == [f"v{i}.mp4" for i in range(6)]
     expected = video_scores(model, views, MEAN, STD)
     torch.testing.assert_close(res.scores[[0, 1, 2, 4, 5]], expected[[0, 1, 2, 4, 5]], atol=1e-6, rtol=0)
     assert torch.isnan(res.scores[3]).all() and res.errors == {3: "truncated"}
@@ -70,11 +73,16 @@ def test_evaluate_scores_unlabelled_videos_but_leaves_them_out_of_the_metrics(tm
         assert res.metrics[key] == pytest.approx(want[key])
     assert (res.metrics["num_videos"], res.metrics["num_failed"], res.metrics["num_unlabeled"],
             res.metrics["num_scored"]) == (6, 1, 2, 3)
-    files = write_test_outputs(tmp_path, res, [d["path"] for d in ds], ["a", "b", "c", "d"],
-                               {"num_clips": 3, "num_crops": 1}, "ckpt.pt", topk=2)
+    files = write_test_outputs(tmp_path, results_summary(res, 3, 1, "ckpt.pt"), res, ["a", "b", "c", "d"], topk=2)
     rows = files["predictions"].read_text().splitlines()
     assert rows[2].startswith("v1.mp4,-1,,ok,")  # unlabelled: still predicted
-    assert json.loads(files["results"].read_text())["num_unlabeled"] == 2
+    assert rows[4].startswith("v3.mp4,1,b,error,")
+    on_disk = json.loads(files["results"].read_text())
+    assert on_disk["num_unlabeled"] == 2 and on_disk["failed"] == [{"path": "v3.mp4", "error": "truncated"}]
+    assert on_disk["views"] == {"num_clips": 3, "num_crops": 1, "per_video": 3}
+    # the labelled failed video (label 1) counts as wrong in the second set: 4 labelled videos, not 3
+    assert on_disk["top1_failed_as_wrong"] == pytest.approx(want["top1"] * 3 / 4)
+    assert on_disk["top1"] == on_disk["top1_decoded"] == pytest.approx(want["top1"])
 
 
 def test_metrics_ignore_label_minus_one_and_reject_other_bad_labels():
@@ -86,3 +94,34 @@ def test_metrics_ignore_label_minus_one_and_reject_other_bad_labels():
     for bad in (2, -2):
         with pytest.raises(ValueError, match=r"outside \[0, 2\) and not -1"):
             classification_metrics(scores, torch.tensor([0, bad, 1]))
+
+
+def test_both_accuracies_against_a_hand_count():
+    """6 labelled videos of 3 classes (K=6 so that top-5 can miss), 2 of them undecodable.
+
+    Decoded: v0 (class 0, right), v1 (class 0, wrong; label 2nd), v2 (class 1, right), v4 (class 2,
+    wrong; label ranked last). Failed: v3 (class 1), v5 (class 2). v6: no label (left out of both)."""
+    k = 6
+    scores = torch.full((7, k), float("nan"))
+    order = {0: [0, 1, 2, 3, 4, 5], 1: [3, 0, 1, 2, 4, 5], 2: [1, 0, 2, 3, 4, 5], 4: [0, 1, 3, 4, 5, 2], 6: [5, 4, 3, 2, 1, 0]}
+    for i, ranking in order.items():
+        for rank, c in enumerate(ranking):
+            scores[i, c] = 0.5 ** (rank + 1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, -1])
+    ok = torch.tensor([True, True, True, False, True, False, True])
+    m = eval_metrics(scores, labels, ok)
+    # decoded: top1 2/4 right (v0, v2), top5 3/4 (v4's label is 6th); per class 1/2, 1/1, 0/1
+    assert m["top1_decoded"] == pytest.approx(2 / 4) and m["top5_decoded"] == pytest.approx(3 / 4)
+    assert m["mean_class_acc_decoded"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    # failed as wrong: 6 labelled videos; per class 1/2, 1/2, 0/2
+    assert m["top1_failed_as_wrong"] == pytest.approx(2 / 6) and m["top5_failed_as_wrong"] == pytest.approx(3 / 6)
+    assert m["mean_class_acc_failed_as_wrong"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    assert m["top1"] == m["top1_decoded"] and m["mean_class_acc"] == m["mean_class_acc_decoded"]
+    strict = eval_metrics(scores, labels, ok, failed_as_wrong=True)
+    assert strict["top1"] == strict["top1_failed_as_wrong"] and strict["top5"] == pytest.approx(3 / 6)
+    # nothing failed: the two sets agree; nothing decoded: decoded is NaN, failed-as-wrong is 0
+    all_ok = eval_metrics(scores[[0, 1, 2, 4]], labels[[0, 1, 2, 4]], torch.ones(4, dtype=torch.bool))
+    assert all(all_ok[f"{n}_decoded"] == all_ok[f"{n}_failed_as_wrong"] for n in ("top1", "top5", "mean_class_acc"))
+    none_ok = eval_metrics(scores, labels, torch.zeros(7, dtype=torch.bool))
+    assert np.isnan(none_ok["top1_decoded"]) and none_ok["top1_failed_as_wrong"] == 0.0
+    assert none_ok["mean_class_acc_failed_as_wrong"] == 0.0

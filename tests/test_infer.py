@@ -1,15 +1,21 @@
-"""Batch inference: folder scanning, the resumable CSV/JSONL writer and the tools/infer.py CLI."""
+"""Batch inference: folder scanning, the resumable CSV/JSONL writer, run_inference and the tools/infer.py CLI."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from cgd_video.data.scan import NoVideosError, scan_inputs
-from cgd_video.inference.batch import ResultWriter, result_columns
+from cgd_video.inference.batch import ResultWriter, result_columns, run_inference
+from cgd_video.inference.predictor import Predictor
+
+from _train_helpers import PYTHON, REPO, subprocess_env
+from test_predictor import CLASSES, make_tiny_checkpoint
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -95,17 +101,8 @@ def test_writer_rejects_other_topk_and_unknown_extension(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# tools/infer.py end to end on a folder mixing good and broken files
+# batch inference end to end on a folder mixing good and broken files
 # ------------------------------------------------------------------------------------------------
-import shutil  # noqa: E402
-import sys  # noqa: E402
-
-from test_predictor import CLASSES, make_tiny_checkpoint  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import infer as infer_cli  # noqa: E402
-
-
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.pt")
@@ -138,14 +135,17 @@ def _csv_rows(path: Path) -> list:
     return list(csv.DictReader(path.read_text().splitlines()))
 
 
-def _infer(ckpt, folder, out, *extra) -> int:
-    return infer_cli.main(["--ckpt", str(ckpt), "--input", str(folder), "--output", str(out), "--device", "cpu",
-                           "--batch-size", "2", "--topk", "3", *extra])
+def _infer(ckpt, source, out, overwrite=False, num_workers=0, timeline=None, views="1x1", topk=3):
+    """What tools/infer.py does after parsing its arguments (CPU, batches of 2 videos)."""
+    p = Predictor.from_checkpoint(ckpt, device="cpu", views=views, topk=topk, batch_size=2, num_workers=num_workers)
+    with ResultWriter(out, p.topk, overwrite=overwrite) as writer:
+        return run_inference(p, scan_inputs(source), writer, timeline=timeline, progress=False)
 
 
-def test_infer_folder_one_row_per_video_then_resume(tiny_ckpt, mixed_folder, tmp_path, capsys):
+def test_infer_folder_one_row_per_video_then_resume(tiny_ckpt, mixed_folder, tmp_path):
     out = tmp_path / "preds.csv"
-    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "1") == 0
+    counts = _infer(tiny_ckpt, mixed_folder["folder"], out, num_workers=1)
+    assert (counts.ok, counts.error, counts.skipped, counts.interrupted) == (3, 3, 0, False)
     rows = _csv_rows(out)
     status = {r["path"]: r["status"] for r in rows}
     assert len(rows) == len(status) == 6
@@ -158,29 +158,27 @@ def test_infer_folder_one_row_per_video_then_resume(tiny_ckpt, mixed_folder, tmp
             assert r["error"] and r["top1_label"] == ""
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
     assert "empty" in errors["empty.mp4"] and "0 bytes" in errors["empty.mp4"]
-    assert "done: 3 ok, 3 failed, 0 skipped" in capsys.readouterr().out
 
     # Same command again: everything is skipped, the file is unchanged.
     before = out.read_bytes()
-    assert _infer(tiny_ckpt, mixed_folder["folder"], out) == 0
-    assert out.read_bytes() == before
-    assert "done: 0 ok, 0 failed, 6 skipped" in capsys.readouterr().out
+    counts = _infer(tiny_ckpt, mixed_folder["folder"], out)
+    assert out.read_bytes() == before and (counts.ok, counts.error, counts.skipped) == (0, 0, 6)
     # A new video: only it is scored and appended.
     shutil.copy(mixed_folder["spare"], mixed_folder["folder"] / "sub" / "new.mkv")
-    assert _infer(tiny_ckpt, mixed_folder["folder"], out) == 0
+    _infer(tiny_ckpt, mixed_folder["folder"], out)
     after = out.read_bytes()
     assert after.startswith(before) and len(_csv_rows(out)) == 7
     assert _csv_rows(out)[-1]["path"].endswith("new.mkv")
     # --overwrite starts over: only this run's (single, broken) file remains.
     listing = tmp_path / "one.txt"
     listing.write_text(f"{mixed_folder['bad'][0]}\n")
-    assert _infer(tiny_ckpt, listing, out, "--overwrite") == 0
+    _infer(tiny_ckpt, listing, out, overwrite=True)
     assert [(r["path"], r["status"]) for r in _csv_rows(out)] == [(str(mixed_folder["bad"][0]), "error")]
 
 
-def test_infer_ctrl_c_leaves_valid_file_and_resumes(tiny_ckpt, mixed_folder, tmp_path, monkeypatch, capsys):
+def test_infer_ctrl_c_leaves_valid_file_and_resumes(tiny_ckpt, mixed_folder, tmp_path, monkeypatch):
     out = tmp_path / "preds.jsonl"
-    real = infer_cli.Predictor.predict_many
+    real = Predictor.predict_many
 
     def interrupted(self, paths, **kw):
         for i, row in enumerate(real(self, paths, **kw)):
@@ -188,44 +186,44 @@ def test_infer_ctrl_c_leaves_valid_file_and_resumes(tiny_ckpt, mixed_folder, tmp
                 raise KeyboardInterrupt
             yield row
 
-    monkeypatch.setattr(infer_cli.Predictor, "predict_many", interrupted)
-    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "0") == 130
+    monkeypatch.setattr(Predictor, "predict_many", interrupted)
+    assert _infer(tiny_ckpt, mixed_folder["folder"], out).interrupted
     first = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(first) == 2 and "interrupted" in capsys.readouterr().err
-    monkeypatch.setattr(infer_cli.Predictor, "predict_many", real)
-    assert _infer(tiny_ckpt, mixed_folder["folder"], out, "--num-workers", "0") == 0
+    assert len(first) == 2
+    monkeypatch.setattr(Predictor, "predict_many", real)
+    counts = _infer(tiny_ckpt, mixed_folder["folder"], out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[:2] == first and len({r["path"] for r in rows}) == len(rows) == 6
     assert sorted(r["status"] for r in rows) == ["error"] * 3 + ["ok"] * 3
     ok_first = sum(r["status"] == "ok" for r in first)
-    assert f"done: {3 - ok_first} ok, {1 + ok_first} failed, 2 skipped" in capsys.readouterr().out
+    assert (counts.ok, counts.error, counts.skipped, counts.interrupted) == (3 - ok_first, 1 + ok_first, 2, False)
 
 
 @pytest.mark.slow
 def test_infer_10x3_equals_tools_test_scores(tiny_ckpt, synthetic_dataset, bad_videos, tmp_path):
-    """tools/infer.py --views 10x3 writes tools/test.py's per-video scores (10 clips x 3 crops, mean
+    """Inference with --views 10x3 writes tools/test.py's per-video scores (10 clips x 3 crops, mean
     softmax) for the same videos; a broken video fails in both."""
-    import test as test_cli  # tools/test.py
-
+    from cgd_video.boundary.evaluation import load_for_eval, run_test_from_config
     from cgd_video.data.lists import VideoRecord, write_video_list
 
     root = synthetic_dataset / "videos"
     rels = [str(p.relative_to(root)) for p in sorted(root.rglob("*.mp4"))[:2]]
     rels.append(str(bad_videos["truncated"]))  # absolute: used as is (the shared fixture stays untouched)
     listing = write_video_list(tmp_path / "test.txt", [VideoRecord(r, 0) for r in rels])
-    assert test_cli.main(["--ckpt", str(tiny_ckpt), "DATA.ROOT", str(root), "DATA.TEST_LIST", str(listing),
-                          "TEST.NUM_CLIPS", "10", "TEST.NUM_CROPS", "3", "OUTPUT_DIR", str(tmp_path / "test")]) == 0
+    cfg, path, state = load_for_eval(tiny_ckpt, None, ["DATA.ROOT", str(root), "DATA.TEST_LIST", str(listing),
+                                                       "TEST.NUM_CLIPS", "10", "TEST.NUM_CROPS", "3",
+                                                       "OUTPUT_DIR", str(tmp_path / "test")])
+    run_test_from_config(cfg, path, state, progress=False)
     ref = {r["path"]: r for r in _csv_rows(tmp_path / "test" / "predictions.csv")}
 
     videos = tmp_path / "videos.txt"
     videos.write_text("".join(f"{root / r}\n" for r in rels))
     out = tmp_path / "infer.csv"
-    assert infer_cli.main(["--ckpt", str(tiny_ckpt), "--input", str(videos), "--output", str(out), "--device", "cpu",
-                           "--views", "10x3", "--topk", "4", "--batch-size", "2", "--num-workers", "0"]) == 0
+    _infer(tiny_ckpt, videos, out, views="10x3", topk=4)
     rows = _csv_rows(out)
     assert [r["path"] for r in rows] == [str(root / r) for r in rels]
     for rel, row in zip(rels, rows):
-        want = ref[rel]
+        want = ref[rel]  # tools/test.py names videos as the list does
         assert row["status"] == want["status"]
         if row["status"] == "ok":
             got = {row[f"top{k}_label"]: float(row[f"top{k}_score"]) for k in range(1, 5)}
@@ -234,18 +232,36 @@ def test_infer_10x3_equals_tools_test_scores(tiny_ckpt, synthetic_dataset, bad_v
     assert rows[-1]["status"] == "error" and "truncated" in rows[-1]["path"]
 
 
-def test_infer_timeline_jsonl_and_argument_errors(tiny_ckpt, mixed_folder, tmp_path):
+def test_infer_timeline_jsonl(tiny_ckpt, mixed_folder, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{mixed_folder['good'][0]}\n{mixed_folder['bad'][0]}\n")
     out = tmp_path / "timeline.jsonl"
-    assert _infer(tiny_ckpt, listing, out, "--num-workers", "0", "--timeline", "0.4") == 0
+    _infer(tiny_ckpt, listing, out, timeline=0.4)
     ok, bad = [json.loads(line) for line in out.read_text().splitlines()]
     assert ok["status"] == "ok" and len(ok["timeline"]) == 3
     assert ok["timeline"][0]["start"] == 0.0 and ok["timeline"][0]["top1_label"] in CLASSES
     assert bad["status"] == "error" and "timeline" not in bad
-    with pytest.raises(SystemExit):
-        _infer(tiny_ckpt, listing, tmp_path / "t.csv", "--timeline", "1")  # timeline needs .jsonl
-    with pytest.raises(SystemExit):
-        _infer(tiny_ckpt, listing, tmp_path / "t.jsonl", "--views", "10x2")
-    with pytest.raises(SystemExit, match="missing"):
-        _infer(tiny_ckpt, tmp_path / "missing", tmp_path / "t.jsonl")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, str(REPO / "tools" / "infer.py"), *args], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_infer_cli_runs_and_refuses_bad_input_in_one_line(tiny_ckpt, mixed_folder, tmp_path):
+    """The real CLI: a mixed folder gives one row per video; a folder with no videos, a timeline into a
+    CSV and bad views end with exit 2 and one line saying why, never a traceback."""
+    out = tmp_path / "preds.csv"
+    run = _cli("--ckpt", str(tiny_ckpt), "--input", str(mixed_folder["folder"]), "--output", str(out),
+               "--device", "cpu", "--batch-size", "2", "--num-workers", "0", "--topk", "3")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "done: 3 ok, 3 failed, 0 skipped" in run.stdout and len(_csv_rows(out)) == 6
+    empty = tmp_path / "empty"
+    _touch(empty / "notes.txt")
+    run = _cli("--ckpt", str(tiny_ckpt), "--input", str(empty), "--output", str(tmp_path / "e.csv"))
+    lines = [x for x in run.stderr.splitlines() if x.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "no video files" in lines[0] and str(empty) in lines[0]
+    assert not (tmp_path / "e.csv").exists()
+    run = _cli("--ckpt", str(tiny_ckpt), "--input", str(empty), "--output", str(tmp_path / "t.csv"),
+               "--timeline", "1", "--views", "10x2")
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "--views" in run.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgd_video.builders import build_model
+from cgd_video.boundary.model import arch_keys, build_model
 from cgd_video.config import load_config
 from cgd_video.data.transforms import normalize_views
 from cgd_video.engine.checkpoint import save_checkpoint
@@ -35,7 +35,8 @@ def make_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
         model.fc.weight.mul_(20.0)
-    return save_checkpoint(path, model, None, None, epoch=1, iteration=1, cfg=cfg, classes=CLASSES)
+    meta = {"cfg": cfg.dump(), "classes": CLASSES, "arch": arch_keys(cfg)}
+    return save_checkpoint(path, model, None, None, 1, 1, meta)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_predict_path_and_bad_file(tiny_ckpt, synthetic_dataset, bad_videos):
     assert len(out["labels"]) == 2 and out["labels"][0] in CLASSES
     item = p.dataset([video])[0]
     assert item["views"].dtype == torch.uint8  # normalised by the consumer, right before the model
-    clips = normalize_views(item["views"], p.cfg.DATA.MEAN, p.cfg.DATA.STD)
+    clips = normalize_views(item["views"], p.view_kwargs["mean"], p.view_kwargs["std"])
     assert out["scores"][0] == pytest.approx(p.model(clips).softmax(1).max().item(), abs=1e-6)
     with pytest.raises(VideoDecodeError, match="empty.mp4"):
         p.predict(bad_videos["empty"])
@@ -114,8 +115,8 @@ def test_uint8_tensor_input_is_normalised_like_the_dataset(tiny_ckpt):
 
     p = Predictor.from_checkpoint(tiny_ckpt, device="cpu", topk=4)
     raw = torch.randint(0, 256, (3, 3, 4, 32, 32), dtype=torch.uint8)
-    floats = normalize_views(raw, p.cfg.DATA.MEAN, p.cfg.DATA.STD)
+    floats = normalize_views(raw, p.view_kwargs["mean"], p.view_kwargs["std"])
     got, ref = p.predict(raw), p.predict(floats)
     assert got["labels"] == ref["labels"] and got["scores"] == pytest.approx(ref["scores"], abs=1e-6)
-    expected = video_scores(p.model, raw.unsqueeze(0), p.cfg.DATA.MEAN, p.cfg.DATA.STD)[0]
+    expected = video_scores(p.model, raw.unsqueeze(0), p.view_kwargs["mean"], p.view_kwargs["std"])[0]
     assert got["scores"] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)

@@ -18,7 +18,7 @@ import torch
 
 from cgd_video.config import load_config
 from cgd_video.engine.checkpoint import CheckpointError, load_checkpoint
-from cgd_video.boundary.evaluation import test_from_config as run_test
+from cgd_video.boundary.evaluation import run_test_from_config as run_test
 from cgd_video.boundary.training import train_from_config as train
 from cgd_video.engine.train_loop import NonFiniteLossError
 

@@ -10,7 +10,8 @@ exported in eval mode (CGD's scale folded into BN, paper Sec. 3.3). Afterwards t
 on ``--trials`` random clips next to the eager model and the max abs difference of the logits is
 printed; the command fails (exit 1) when it exceeds ``--tolerance`` (relative to the largest |logit| when
 that is above 1: float32 rounding grows with the logits' scale). ONNX needs
-``pip install 'cgd_video[export]'`` (onnx + onnxruntime).
+``pip install 'cgd_video[export]'`` (onnx + onnxruntime). A missing or refused checkpoint (one holding
+pickled code: checkpoints are loaded as data only) or a bad config is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cgd_video.boundary.evaluation import export_clip_shape, load_model_from_checkpoint  # noqa: E402
+from cgd_video.config import ConfigError  # noqa: E402
+from cgd_video.engine.checkpoint import CheckpointError  # noqa: E402
 from cgd_video.inference.export import EXPORT_FORMATS, check_parity, export_model, load_exported  # noqa: E402
-from cgd_video.inference.predictor import load_model_from_checkpoint  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -43,10 +46,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.batch < 1 or args.trials < 1:
-        raise SystemExit(f"--batch and --trials must be >= 1 (got {args.batch}, {args.trials})")
-    model, cfg, classes = load_model_from_checkpoint(args.ckpt, args.cfg, args.opts, device="cpu")
-    size = args.size or int(cfg.DATA.TEST_CROP)
-    shape = (args.batch, 3, int(cfg.DATA.NUM_FRAMES), size, size)
+        print(f"error: --batch and --trials must be >= 1 (got {args.batch}, {args.trials})", file=sys.stderr)
+        return 2
+    try:  # a missing or refused checkpoint, a bad config: one line, exit 2
+        model, cfg, classes = load_model_from_checkpoint(args.ckpt, args.cfg, args.opts, device="cpu")
+    except (ConfigError, CheckpointError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    shape = export_clip_shape(cfg, args.batch, args.size)
     out = export_model(model, shape, args.out, args.format)
     parity = check_parity(model, load_exported(out, args.format), shape, num_trials=args.trials)
     verdict = "ok" if parity.ok(args.tolerance) else "FAILED"

@@ -6,7 +6,8 @@
     python tools/infer.py --ckpt last.pt --input long/ --output timeline.jsonl --timeline 2.0
 
 Input: a folder, scanned recursively for video files by extension (case-insensitive; hidden files and
-folders skipped), a single video, or a text file with one path per line. Output: ``.csv`` or ``.jsonl``
+folders skipped), a single video, or a text file with one path per line; an input with no videos is an
+error (exit 2), like a missing or refused checkpoint. Output: ``.csv`` or ``.jsonl``
 with ``path, status (ok|error), error, top1_label, top1_score`` and the top-k labels and scores (names
 from the checkpoint). Views are the test protocol's (``1x1`` centre clip/crop, ``10x3`` = 10 clips x
 3 crops, softmax averaged) through the same dataset code as ``tools/test.py``.
@@ -19,19 +20,16 @@ decoded gets an ``error`` row with the reason and the run goes on; Ctrl-C leaves
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tqdm import tqdm  # noqa: E402
-
 from cgd_video.data.scan import scan_inputs  # noqa: E402
-from cgd_video.inference.batch import OUTPUT_FORMATS, ResultWriter  # noqa: E402
-from cgd_video.inference.predictor import AMP_MODES, Predictor, parse_views  # noqa: E402
+from cgd_video.inference.batch import OUTPUT_FORMATS, ResultWriter, run_inference  # noqa: E402
+from cgd_video.inference.predictor import Predictor, parse_views  # noqa: E402
+from cgd_video.runtime import AMP_MODES  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -68,13 +66,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum, frame):  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    try:  # bad arguments, checkpoint, config or existing output: one clear line, no traceback
+    try:  # bad input (no videos), checkpoint, config or existing output: one clear line, exit 2
         paths = scan_inputs(args.input)
         predictor = Predictor.from_checkpoint(
             args.ckpt, device=args.device, cfg=args.cfg, opts=args.opts, views=args.views, topk=args.topk,
@@ -82,32 +76,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         writer = ResultWriter(args.output, predictor.topk, overwrite=args.overwrite, retry_errors=args.retry_errors)
     except (OSError, ValueError, RuntimeError) as e:
-        raise SystemExit(f"error: {e}") from None
-    counts = {"ok": 0, "error": 0}
-    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal needs it
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     with writer:
-        todo = writer.pending(paths)
-        skipped = len(paths) - len(todo)
-        print(f"{len(paths)} video files in {args.input}; {skipped} already in {args.output}, {len(todo)} to do "
+        todo = len(writer.pending(paths))
+        print(f"{len(paths)} video files in {args.input}; {len(paths) - todo} already in {args.output}, {todo} to do "
               f"({predictor.num_clips}x{predictor.num_crops} views, {predictor.device})", flush=True)
-        bar = tqdm(total=len(todo), unit="video", dynamic_ncols=True, desc="infer")
-        try:
-            for row in predictor.predict_many(todo, timeline=args.timeline):
-                writer.write(row)
-                counts[row["status"]] += 1
-                bar.update(1)
-                bar.set_postfix(ok=counts["ok"], failed=counts["error"], refresh=False)
-        except KeyboardInterrupt:
-            bar.close()
-            print(f"\ninterrupted: {counts['ok']} ok, {counts['error']} failed written to {args.output}; "
-                  "run the same command again to resume", file=sys.stderr)
-            return 130
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
-        bar.close()
-    print(f"done: {counts['ok']} ok, {counts['error']} failed, {skipped} skipped (already in the output) "
+        counts = run_inference(predictor, paths, writer, timeline=args.timeline)
+    if counts.interrupted:
+        print(f"\ninterrupted: {counts.ok} ok, {counts.error} failed written to {args.output}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    print(f"done: {counts.ok} ok, {counts.error} failed, {counts.skipped} skipped (already in the output) "
           f"-> {args.output}")
     return 0
 

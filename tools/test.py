@@ -2,10 +2,13 @@
 """Multi-view test: ``python tools/test.py --cfg FILE_OR_NAME [--ckpt PATH] [KEY VALUE ...]``.
 
 Video score = mean of the per-view softmax over TEST.NUM_CLIPS x TEST.NUM_CROPS views (UCF-101 1 x 1,
-Mini-Kinetics 10 x 3). Writes OUTPUT_DIR/test_results.json (top1, top5, mean_class_acc, num_videos,
-num_failed, failed paths, views, checkpoint), predictions.csv and confusion_matrix.png.
+Mini-Kinetics 10 x 3). Writes OUTPUT_DIR/test_results.json (top1, top5, mean_class_acc: over the decoded
+videos, or with TEST.FAILED_AS_WRONG True counting undecodable ones as wrong, both sets always written as
+*_decoded / *_failed_as_wrong; num_videos, num_failed, failed paths, views, checkpoint), predictions.csv
+and confusion_matrix.png.
 Without --ckpt: TEST.CHECKPOINT, else OUTPUT_DIR/checkpoints/last.pt. Without --cfg: the config stored
-in the checkpoint. Under ``torchrun --nproc_per_node N`` the results equal the single-process ones.
+in the checkpoint. Under ``torchrun --nproc_per_node N`` the results equal the single-process ones and
+rank 0 alone prints the summary and writes the files.
 
     python tools/test.py --cfg minikinetics_cgd --ckpt outputs/minikinetics_cgd/checkpoints/last.pt
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cgd_video.config import ConfigError, load_config, load_config_from_yaml_string  # noqa: E402
+from cgd_video.config import ConfigError  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,24 +34,21 @@ def main(argv=None) -> int:
     if not args.cfg and not args.ckpt:
         parser.error("give --cfg, --ckpt or both")
 
-    from cgd_video.engine.checkpoint import CheckpointError, load_checkpoint
-    from cgd_video.engine.distributed import cleanup, is_main_process
-    from cgd_video.engine.testing import run_test
+    from cgd_video.boundary.evaluation import load_for_eval, run_test_from_config
+    from cgd_video.engine.checkpoint import CheckpointError
+    from cgd_video.engine.distributed import cleanup
+    from cgd_video.engine.testing import SHORT_KEYS
 
     try:
-        if args.cfg:
-            cfg = load_config(args.cfg, args.opts)
-        else:
-            cfg = load_config_from_yaml_string(load_checkpoint(args.ckpt)["cfg"], args.opts)
-        summary, _ = run_test(cfg, args.ckpt)
+        cfg, path, state = load_for_eval(args.ckpt, args.cfg, args.opts)
+        summary, _ = run_test_from_config(cfg, path, state)  # the summary on rank 0 only (None elsewhere)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         cleanup()
-    if is_main_process():
-        short = {k: summary[k] for k in ("top1", "top5", "mean_class_acc", "num_videos", "num_failed")}
-        print(json.dumps(short))
+    if summary is not None:
+        print(json.dumps({k: summary[k] for k in SHORT_KEYS}))
         print(f"wrote {Path(cfg.OUTPUT_DIR) / 'test_results.json'}, predictions.csv, confusion_matrix.png")
     return 0
 

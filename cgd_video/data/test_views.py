@@ -129,7 +129,8 @@ class MultiViewTestDataset(_VideoListDataset):
     """All test views of a video, decoded once: ``ds[i] -> dict``.
 
     Keys: ``views`` ``(num_clips * num_crops, 3, T, S, S)`` **uint8** in clip-major order, ``label``,
-    ``index``, ``ok``, ``error`` (reason, ``""`` when ok), ``path``. Batch items with :func:`collate_views`.
+    ``index``, ``ok``, ``error`` (reason, ``""`` when ok), ``path`` (as the record gives it: relative to
+    ``root`` when it is, so results join back to the list). Batch items with :func:`collate_views`.
 
     The frame indices of every clip are merged, decoded in one pass and resized once; every view is
     copied once from that into the output (:func:`read_views`). A video that cannot be decoded or read
@@ -200,11 +201,11 @@ class MultiViewTestDataset(_VideoListDataset):
         return out
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        path, label = self.path(index), self.items[index][1]
+        path, (listed, label) = self.path(index), self.items[index]
         try:
             views, ok, error = self.views(index), True, ""
         except (VideoDecodeError, OSError) as exc:  # recorded in the sample, counted by the evaluator
             reason = _reason(exc)
             logger.warning("test video %s cannot be decoded: %s", path, reason)
             views, ok, error = torch.zeros((self.num_views, *self.view_shape), dtype=torch.uint8), False, reason
-        return {"views": views, "label": label, "index": int(index), "ok": ok, "error": error, "path": str(path)}
+        return {"views": views, "label": label, "index": int(index), "ok": ok, "error": error, "path": listed}

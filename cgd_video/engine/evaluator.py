@@ -1,39 +1,44 @@
 """Multi-view video evaluation (Sec. 4.1, PROTOCOL.md §5): video score = mean of per-view softmax.
 
-:func:`video_scores` is that formula: ``(B, V, ...)`` views -> ``(B, K)`` video scores (uint8 views are
-normalised on the model's device first, :func:`cgd_video.data.transforms.normalize_views`); the
-evaluator, training validation and the ``Predictor`` all score through it.
-:func:`evaluate` runs a model over a ``MultiViewTestDataset`` (``ds[i] -> dict(views uint8 (V,3,T,S,S),
-label, index, ok, error)``) and returns per-video scores in dataset order plus metrics over the decoded
-videos that have a label (label ``-1``: no ground truth, scored but left out of the metrics). Under
-torchrun each rank takes indices ``rank::world`` (no sampler padding, so no duplicates and none lost)
-and the per-video scores are gathered by index, so every rank returns exactly the single-process result.
-:func:`write_test_outputs` writes ``test_results.json``, ``predictions.csv`` and a confusion matrix PNG.
+One path scores every video, whoever asks (``tools/test.py``, training validation, ``tools/infer.py``,
+``Predictor.predict`` / ``predict_many`` / ``timeline``):
+
+* the views come from :class:`cgd_video.data.test_views.MultiViewTestDataset` (uint8, decoded once),
+  batched by :func:`cgd_video.data.test_views.collate_views`;
+* :func:`score_videos` runs them through :func:`video_scores` -- the paper's formula, ``(B, V, ...)``
+  views -> ``(B, K)`` video scores, uint8 views normalised on the model's device first
+  (:func:`cgd_video.data.transforms.normalize_views`) -- and yields one :class:`VideoScore` per video,
+  with its path, label and, for a video that could not be decoded, the reason instead of scores;
+* :func:`evaluate` collects them in dataset order and computes the metrics. Under torchrun each rank
+  takes indices ``rank::world`` (no sampler padding, so no duplicates and none lost) and the per-video
+  results are gathered by index, so every rank returns exactly the single-process result.
+
+Metrics (:func:`eval_metrics`) are reported twice: over the decoded videos with a label (``*_decoded``)
+and with every undecodable labelled video counted as a wrong prediction (``*_failed_as_wrong``, the
+leaderboard convention); ``failed_as_wrong`` picks which one ``top1``/``top5``/``mean_class_acc`` are.
+Label ``-1`` (no ground truth) is scored but left out of both.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from cgd_video.data.test_views import collate_views
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_views
 from cgd_video.engine import distributed as du
-from cgd_video.engine.metrics import classification_metrics, confusion_matrix
-from cgd_video.runtime import autocast_context  # re-exported: callers move to cgd_video.runtime
-from cgd_video.utils.atomic import atomic_write_bytes, atomic_write_text
+from cgd_video.engine.metrics import classification_metrics, labelled, topk_correct
+from cgd_video.runtime import autocast_context
 
-__all__ = ["EvalResult", "evaluate", "autocast_context", "video_scores", "write_test_outputs"]
+__all__ = ["EvalResult", "VideoScore", "eval_metrics", "evaluate", "score_videos", "video_scores"]
+
+METRIC_NAMES = ("top1", "top5", "mean_class_acc")
 
 
 @dataclass
@@ -42,30 +47,36 @@ class EvalResult:
 
     ``scores``: (N, K) float32 mean softmax per video (rows of failed videos are NaN);
     ``labels``: (N,) int64, ``-1`` where there is no ground truth; ``ok``: (N,) bool (decoded);
-    ``errors``: {index: reason} of failed videos; ``metrics``: top1/top5/mean_class_acc over the decoded
-    videos with a label (:attr:`scored`), plus num_videos/num_failed/num_unlabeled/num_scored.
+    ``paths``: the N video paths; ``errors``: {index: reason} of failed videos; ``metrics``: see
+    :func:`eval_metrics`, plus num_videos/num_failed/num_unlabeled/num_scored.
     """
 
     scores: torch.Tensor
     labels: torch.Tensor
     ok: torch.Tensor
+    paths: List[str]
     errors: Dict[int, str] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
 
     @property
     def scored(self) -> torch.Tensor:
-        """(N,) bool: the videos the metrics are over (decoded and labelled)."""
+        """(N,) bool: the videos the decoded-only metrics are over (decoded and labelled)."""
         return self.ok & (self.labels >= 0)
 
 
-def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {
-        "views": torch.stack([it["views"] for it in items]),
-        "label": torch.tensor([int(it["label"]) for it in items]),
-        "index": torch.tensor([int(it["index"]) for it in items]),
-        "ok": torch.tensor([bool(it["ok"]) for it in items]),
-        "error": [str(it.get("error", "")) for it in items],
-    }
+@dataclass
+class VideoScore:
+    """One video's outcome: ``scores`` (K,) float32, or ``None`` with the reason in ``error``."""
+
+    index: int
+    path: str
+    label: int
+    scores: Optional[torch.Tensor]
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.scores is not None
 
 
 @torch.no_grad()
@@ -90,9 +101,7 @@ def video_scores(
     """
     if views.dim() != 6 or views.shape[2] != 3:
         raise ValueError(f"views must be (B, V, 3, T, S, S), got {tuple(views.shape)}")
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
+    device = torch.device(next(model.parameters()).device if device is None else device)
     b, v = views.shape[:2]
     if views.dtype == torch.uint8:
         clips = normalize_views(views, mean, std, device, channels_last)
@@ -105,6 +114,87 @@ def video_scores(
     return logits.float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu()
 
 
+def score_videos(
+    model: nn.Module,
+    dataset,
+    indices: Optional[Sequence[int]] = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> Iterator[VideoScore]:
+    """Yield a :class:`VideoScore` for each item of ``dataset`` (a ``MultiViewTestDataset``; ``indices``:
+    only those items), in order. Items are decoded by ``num_workers`` DataLoader processes and scored
+    ``batch_size`` at a time by :func:`video_scores` (normalised with the dataset's ``mean``/``std``);
+    only decoded videos reach the model. ``model`` is used as it is (put it in eval mode first)."""
+    device = torch.device(next(model.parameters()).device if device is None else device)
+    loader = DataLoader(
+        dataset if indices is None else Subset(dataset, list(indices)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_views,
+        pin_memory=device.type == "cuda",
+        # own generator: creating the iterator must not consume the global RNG (exact resume)
+        generator=torch.Generator().manual_seed(0),
+    )
+    mean = tuple(getattr(dataset, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(dataset, "std", IMAGENET_STD))
+    for batch in loader:
+        good = [j for j, ok in enumerate(batch["ok"]) if ok]
+        probs = video_scores(model, batch["views"][good], mean, std, device, amp, channels_last) if good else None
+        for j, idx in enumerate(batch["index"]):
+            scores = probs[good.index(j)] if j in good else None
+            error = "" if scores is not None else (batch["error"][j] or "unknown decoding error")
+            yield VideoScore(idx, batch["path"][j], int(batch["label"][j]), scores, error)
+
+
+def eval_metrics(scores: torch.Tensor, labels: torch.Tensor, ok: torch.Tensor,
+                 failed_as_wrong: bool = False) -> Dict[str, float]:
+    """``top1``/``top5``/``mean_class_acc`` both over the decoded labelled videos (``*_decoded``) and with
+    undecodable labelled videos counted as wrong (``*_failed_as_wrong``: a failed video is in every
+    denominator, never in a numerator); the plain keys repeat the set ``failed_as_wrong`` selects."""
+    k = scores.shape[1]
+    lab = labelled(labels, k)  # any label outside [0, K) other than -1 raises
+    decoded = classification_metrics(scores[ok & lab], labels[ok & lab])
+    n = int(lab.sum())
+    if n == 0:
+        failed = {name: float("nan") for name in METRIC_NAMES}
+    else:
+        sc, lb = scores[ok & lab], labels[ok & lab]
+        hits = torch.bincount(lb[sc.argmax(dim=1) == lb], minlength=k).double() if len(lb) else torch.zeros(k)
+        support = torch.bincount(labels[lab], minlength=k).double()
+        present = support > 0
+        failed = {"top1": topk_correct(sc, lb, 1).sum().item() / n, "top5": topk_correct(sc, lb, 5).sum().item() / n,
+                  "mean_class_acc": (hits[present] / support[present]).mean().item()}
+    out = {f"{name}_decoded": decoded[name] for name in METRIC_NAMES}
+    out.update({f"{name}_failed_as_wrong": failed[name] for name in METRIC_NAMES})
+    out.update(failed if failed_as_wrong else decoded)
+    return out
+
+
+def _gather(mine: List[VideoScore], n: int, num_classes: int) -> EvalResult:
+    """Every rank's :class:`VideoScore` list -> one :class:`EvalResult` in dataset order (each index once)."""
+    scores = torch.full((n, num_classes), float("nan"))
+    labels = torch.full((n,), -1, dtype=torch.long)
+    ok = torch.zeros(n, dtype=torch.bool)
+    paths: List[str] = [""] * n
+    errors: Dict[int, str] = {}
+    seen = torch.zeros(n, dtype=torch.long)
+    for part in du.all_gather_objects(mine):
+        for v in part:
+            if v.ok:
+                scores[v.index] = v.scores.float()
+            else:
+                errors[v.index] = v.error
+            labels[v.index], ok[v.index], paths[v.index] = v.label, v.ok, v.path
+            seen[v.index] += 1
+    if not bool((seen == 1).all()):
+        raise RuntimeError(f"evaluation covered {int((seen > 0).sum())} of {n} videos exactly once: sharding bug")
+    return EvalResult(scores, labels, ok, paths, dict(sorted(errors.items())))
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -115,151 +205,34 @@ def evaluate(
     num_workers: int = 0,
     amp: str = "none",
     channels_last: bool = False,
+    failed_as_wrong: bool = False,
     progress: bool = True,
     desc: str = "test",
 ) -> EvalResult:
     """Score every video of ``dataset`` with ``model`` (switched to eval mode; restored afterwards).
 
-    Each batch holds ``batch_size`` videos x V uint8 views, scored by :func:`video_scores` (normalised
-    on ``device`` with the dataset's ``mean``/``std``). Videos with label ``-1`` are scored and returned
-    but left out of the metrics (``metrics["num_unlabeled"]`` counts them).
+    Each batch holds ``batch_size`` videos x V uint8 views, scored by :func:`score_videos` on
+    ``device``. Videos with label ``-1`` are scored and returned but left out of the metrics
+    (``metrics["num_unlabeled"]`` counts them); ``failed_as_wrong`` picks the headline metrics
+    (:func:`eval_metrics`).
     """
-    device = torch.device(device)
-    rank, world = du.get_rank(), du.get_world_size()
-    n = len(dataset)
-    mine = du.shard_indices(n, rank, world)
-    loader = DataLoader(
-        Subset(dataset, mine),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        # own generator: creating the iterator must not consume the global RNG (exact resume)
-        generator=torch.Generator().manual_seed(0),
-    )
-    mean = tuple(getattr(dataset, "mean", IMAGENET_MEAN))
-    std = tuple(getattr(dataset, "std", IMAGENET_STD))
+    rank, world, n = du.get_rank(), du.get_world_size(), len(dataset)
     was_training = model.training
     model.eval()
-    out_idx: List[int] = []
-    out_scores: List[torch.Tensor] = []
-    out_ok: List[bool] = []
-    out_labels: List[int] = []
-    errors: Dict[int, str] = {}
+    mine: List[VideoScore] = []
     bar = tqdm(total=n, desc=desc, unit="video", disable=not progress or rank != 0, dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
-        for batch in loader:
-            b = len(batch["index"])
-            probs = video_scores(model, batch["views"], mean, std, device, amp, channels_last)
-            for j in range(b):
-                idx = int(batch["index"][j])
-                ok = bool(batch["ok"][j])
-                out_idx.append(idx)
-                out_labels.append(int(batch["label"][j]))
-                out_ok.append(ok)
-                out_scores.append(probs[j] if ok else torch.full_like(probs[j], float("nan")))
-                if not ok:
-                    errors[idx] = batch["error"][j]
-            bar.update(b * world)  # all ranks advance at about the same pace
-            bar.set_postfix(videos_per_s=f"{bar.n / max(time.perf_counter() - t0, 1e-9):.2f}")
+        for v in score_videos(model, dataset, du.shard_indices(n, rank, world), batch_size, num_workers,
+                              device, amp, channels_last):
+            mine.append(v)
+            bar.update(world)  # all ranks advance at about the same pace
+            bar.set_postfix(videos_per_s=f"{bar.n / max(time.perf_counter() - t0, 1e-9):.2f}", refresh=False)
     finally:
         bar.close()
         model.train(was_training)
-    part = (out_idx, torch.stack(out_scores) if out_scores else torch.zeros(0, num_classes), out_labels, out_ok, errors)
-    scores = torch.full((n, num_classes), float("nan"))
-    labels = torch.full((n,), -1, dtype=torch.long)
-    ok = torch.zeros(n, dtype=torch.bool)
-    all_errors: Dict[int, str] = {}
-    seen = torch.zeros(n, dtype=torch.long)
-    for idx, sc, lab, okk, err in du.all_gather_objects(part):
-        if idx:
-            it = torch.tensor(idx)
-            scores[it] = sc.float()
-            labels[it] = torch.tensor(lab)
-            ok[it] = torch.tensor(okk)
-            seen[it] += 1
-        all_errors.update(err)
-    if not bool((seen == 1).all()):
-        raise RuntimeError(f"evaluation covered {int((seen > 0).sum())} of {n} videos exactly once: sharding bug")
-    result = EvalResult(scores, labels, ok, dict(sorted(all_errors.items())))
-    scored = result.scored
-    result.metrics = classification_metrics(scores[scored], labels[scored])
-    result.metrics.update(num_videos=n, num_failed=int((~ok).sum()), num_unlabeled=int((labels < 0).sum()),
-                          num_scored=int(scored.sum()))
+    result = _gather(mine, n, num_classes)
+    result.metrics = eval_metrics(result.scores, result.labels, result.ok, failed_as_wrong)
+    result.metrics.update(num_videos=n, num_failed=int((~result.ok).sum()),
+                          num_unlabeled=int((result.labels < 0).sum()), num_scored=int(result.scored.sum()))
     return result
-
-
-def _confusion_png(cm: torch.Tensor, classes: Sequence[str]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(classes)
-    size = min(4 + 0.35 * k, 24)
-    fig, ax = plt.subplots(figsize=(size, size))
-    norm = cm.double() / cm.sum(dim=1, keepdim=True).clamp(min=1)
-    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if k <= 40:
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), classes, fontsize=7)
-        if k <= 15:
-            for i in range(k):
-                for j in range(k):
-                    if cm[i, j]:
-                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                                color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix (rows normalised)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_test_outputs(
-    out_dir: str | Path,
-    result: EvalResult,
-    paths: Sequence[str],
-    classes: Sequence[str],
-    views: Dict[str, int],
-    checkpoint: str,
-    topk: int = 5,
-) -> Dict[str, Path]:
-    """``test_results.json``, ``predictions.csv`` (path, label, top-k with scores) and
-    ``confusion_matrix.png`` in ``out_dir``, each written atomically. Returns their paths."""
-    out_dir = Path(out_dir)
-    failed = [paths[i] for i in result.errors]
-    summary = dict(result.metrics)
-    summary.update(
-        failed=[{"path": paths[i], "error": e} for i, e in result.errors.items()],
-        failed_paths=failed,
-        views=dict(views, per_video=views["num_clips"] * views["num_crops"]),
-        checkpoint=str(checkpoint),
-        metrics_over="decoded videos with a label (failed ones are listed and excluded; label -1 excluded)",
-    )
-    files = {"results": atomic_write_text(out_dir / "test_results.json", json.dumps(summary, indent=2) + "\n")}
-    k = min(topk, len(classes))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "label", "label_name", "status"] + [f"{c}{i}" for i in range(1, k + 1) for c in ("top", "score")])
-    for i, p in enumerate(paths):
-        lab = int(result.labels[i])
-        row = [p, lab, classes[lab] if 0 <= lab < len(classes) else "", "ok" if result.ok[i] else "error"]
-        if result.ok[i]:
-            s, top = result.scores[i].topk(k)
-            for sc, c in zip(s.tolist(), top.tolist()):
-                row += [classes[c], f"{sc:.6f}"]
-        else:
-            row += ["", ""] * k
-        w.writerow(row)
-    files["predictions"] = atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
-    scored = result.scored
-    cm = confusion_matrix(result.scores[scored].argmax(dim=1), result.labels[scored], len(classes))
-    files["confusion"] = atomic_write_bytes(out_dir / "confusion_matrix.png", _confusion_png(cm, classes))
-    return files

@@ -1,6 +1,8 @@
-"""Batch inference output: one result row per video (finding the videos: :mod:`cgd_video.data.scan`).
+"""Batch inference: score a list of videos into a resumable results file (``tools/infer.py``).
 
-:class:`ResultWriter` appends rows to a CSV or JSON Lines file, one whole line per ``write`` followed by
+Finding the videos is :mod:`cgd_video.data.scan`; scoring them is ``Predictor.predict_many``.
+:func:`run_inference` joins the two: it writes one row per video as it finishes, with a progress bar,
+and stops cleanly on Ctrl-C or SIGTERM. :class:`ResultWriter` appends rows to a CSV or JSON Lines file, one whole line per ``write`` followed by
   a flush, so an interrupted run (Ctrl-C, a killed job) leaves a valid file. Opening an existing output
   reads the paths already done so a re-run skips them; ``overwrite=True`` starts over.
 """
@@ -11,14 +13,19 @@ import csv
 import io
 import json
 import os
+import signal
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+
+from tqdm import tqdm
 
 from cgd_video.utils.atomic import atomic_write_bytes
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["OUTPUT_FORMATS", "result_columns", "ResultWriter"]
+__all__ = ["OUTPUT_FORMATS", "InferenceCounts", "result_columns", "ResultWriter", "run_inference"]
 
 #: Output formats by file extension.
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
@@ -177,3 +184,43 @@ class ResultWriter:
     def pending(self, paths: Iterable[PathLike]) -> List[Path]:
         """The subset of ``paths`` not yet in the output, in order."""
         return [Path(p) for p in paths if str(p) not in self.done]
+
+
+@dataclass
+class InferenceCounts:
+    """What :func:`run_inference` did: rows written ``ok`` / ``error``, paths ``skipped`` (already in the
+    output), and whether it was ``interrupted`` (Ctrl-C or SIGTERM; the file stays valid)."""
+
+    ok: int = 0
+    error: int = 0
+    skipped: int = 0
+    interrupted: bool = False
+
+
+def _interrupt(signum, frame):  # SIGTERM (kill, job schedulers) stops as cleanly as Ctrl-C
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_inference(predictor, paths: Sequence[PathLike], writer: ResultWriter, timeline: Optional[float] = None,
+                  progress: bool = True) -> InferenceCounts:
+    """Score the ``paths`` not yet in ``writer``'s file with ``predictor.predict_many`` and append one row
+    per video as it finishes. Ctrl-C or SIGTERM stops between rows (``interrupted=True``): running again
+    resumes where it stopped."""
+    todo = writer.pending(paths)
+    counts = InferenceCounts(skipped=len(paths) - len(todo))
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal.signal needs it
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    bar = tqdm(total=len(todo), unit="video", dynamic_ncols=True, desc="infer", disable=not progress)
+    try:
+        for row in predictor.predict_many(todo, timeline=timeline):
+            writer.write(row)
+            setattr(counts, row["status"], getattr(counts, row["status"]) + 1)
+            bar.update(1)
+            bar.set_postfix(ok=counts.ok, failed=counts.error, refresh=False)
+    except KeyboardInterrupt:
+        counts.interrupted = True
+    finally:
+        bar.close()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return counts
