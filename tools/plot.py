@@ -3,40 +3,21 @@
 
 Writes ``OUTPUT_DIR/plots/loss.png`` (train loss per step and per epoch), ``lr.png``, ``accuracy.png``
 (train accuracy per epoch, validation top-1/top-5 with the centre view) and ``throughput.png``
-(clips/s). Lines repeated by a resumed run (same type and iteration) keep the latest value.
+(clips/s). Each point is drawn once: a resumed run cuts the file back to its checkpoint, and
+``read_metrics`` keeps the latest record per (type, iteration, epoch).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cgd_video.engine.writers import read_metrics  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_bytes  # noqa: E402
-
-
-def read_metrics(path: Path) -> dict[str, list[dict]]:
-    """Records by type, de-duplicated by iteration (a resumed run re-logs the steps after its checkpoint)."""
-    by_key: dict[tuple, dict] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            print(f"{path}:{number}: skipped a torn line (run killed while writing?)", file=sys.stderr)
-            continue
-        by_key[(rec.get("type", "train"), rec.get("iteration"), rec.get("epoch"))] = rec
-    out: dict[str, list[dict]] = {}
-    for (kind, _, _), rec in by_key.items():
-        out.setdefault(kind, []).append(rec)
-    for recs in out.values():
-        recs.sort(key=lambda r: (r.get("iteration", 0), r.get("epoch", 0)))
-    return out
 
 
 def _png(fig) -> bytes:

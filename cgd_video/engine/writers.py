@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from tqdm import tqdm
 
@@ -21,7 +21,7 @@ from cgd_video.engine import distributed as du
 from cgd_video.engine.train_loop import HookBase
 from cgd_video.utils.atomic import atomic_write_text
 
-__all__ = ["MetricsWriter", "truncate_metrics", "METRICS_FILE"]
+__all__ = ["MetricsWriter", "MetricsHook", "read_metrics", "truncate_metrics", "METRICS_FILE"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,6 +44,25 @@ def truncate_metrics(path: Path, iteration: int) -> int:
     if dropped:
         atomic_write_text(path, "".join(x + "\n" for x in kept))
     return dropped
+
+
+def read_metrics(path: Path) -> Dict[str, List[Dict[str, Any]]]:
+    """``metrics.jsonl`` records by type, one per (type, iteration, epoch): a later line supersedes an
+    earlier one (files written before resumes were cut back may repeat steps), torn lines are skipped.
+    Each list is sorted by iteration; ``tools/plot.py`` draws these points."""
+    by_key: Dict[tuple, Dict[str, Any]] = {}
+    for line in Path(path).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write, or blank
+        by_key[(rec.get("type", "train"), rec.get("iteration"), rec.get("epoch"))] = rec
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for (kind, _, _), rec in by_key.items():
+        out.setdefault(kind, []).append(rec)
+    for recs in out.values():
+        recs.sort(key=lambda r: (r.get("iteration", 0), r.get("epoch", 0)))
+    return out
 
 
 class MetricsWriter:
