@@ -162,3 +162,34 @@ def test_nan_on_one_rank_stops_every_rank_and_logs_are_rank_reduced(lists, synth
         expected = (float(per_rank[0][it]) + float(per_rank[1][it])) / 2
         assert rec["loss"] == pytest.approx(expected, rel=1e-6)
         assert float(per_rank[0][it]) != pytest.approx(float(per_rank[1][it]), rel=1e-6)  # ranks differ
+
+
+# -- issue 12: a signal to the whole process group, with DataLoader workers -------------------------------
+@pytest.mark.slow
+def test_sigusr1_to_the_group_saves_and_asks_for_a_requeue(lists, synthetic_dataset, tmp_path):
+    """Workers ignore the signal (no "worker killed" crash); the trainer saves at the next step boundary
+    and exits with the documented requeue status (SIGTERM takes the same path and exits 0)."""
+    import signal
+    import time
+
+    from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
+
+    out = tmp_path / "usr1"
+    opts = tiny_opts(lists, synthetic_dataset, out, **{"DATALOADER.NUM_WORKERS": 1, "MODEL.ATTENTION": "none"})
+    proc = subprocess.Popen([PYTHON, str(REPO / "tests" / "_train_with_hooks.py"), "--sleep", "0.5", "--cfg",
+                             "synthetic_cgd", *opts], env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    ckpt = out / "checkpoints" / "last.pt"
+    try:
+        deadline = time.time() + 120
+        while not ckpt.is_file():  # the first step's checkpoint (TRAIN.CHECKPOINT_ITERS 1)
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGUSR1)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == REQUEUE_EXIT_CODE == 75, err[-3000:]
+    assert "killed by signal" not in err
+    assert 1 <= load_checkpoint(ckpt)["iteration"] < 8
