@@ -15,17 +15,39 @@ Cases (single process, ``--threads`` torch/decoder threads; synthetic h264 mp4s 
                   (``normalize_views 30 views (CPU)``) and in ``decode_once_speedup_cpu_normalize``, the
                   ratio when both paths also normalise on the CPU.
 
+Train items per worker (issue 11; ``--items-only`` runs just these and the loader), on four sets of
+synthetic 7 s, 25 fps videos: h264 320x240 (keyframe every ``--gop``), mpeg4 with B-frames in AVI 320x240
+(like UCF-101's Xvid), h264 1280x720 (like Kinetics originals: the 320x240 drawing upscaled plus a
+scrolling fine texture, so the encoder has detail to code) and that 720p set preprocessed to short side 256
+(``cgd_video.data.preprocess.transcode``, keyframe every 32). Cases, timed interleaved per video (each
+video runs every case in turn, so load from other jobs hits all alike):
+  before    today's ``TrainClipDataset`` item as of commit 70cedd4 (frozen below): decord on every
+            container at full size, uint8 crop + torchvision resize + flip + float normalisation in the
+            worker. Its decode alone is timed too (``before: decode only``).
+  after     ``TrainClipDataset(device_augment=True)``: frame-exact reader choice, libav scaling to
+            ``ceil(224 / 0.75) = 299`` short side, the worker returns uint8 frames + drawn parameters.
+  steps     the same without decode-time scaling (``decode_scale=False``), and with the augmentation
+            still in the worker (``device_augment=False``, float out).
+  consumer  ``device_augment.augment`` of a batch of 8 on the CPU, per clip (what the training step adds).
+Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 batches of 4, ``collate_train``) feeding a
+consumer that only runs ``augment``: clips/s on the h264 320x240 set.
+
     python benchmarks/bench_data.py --quick --json benchmarks/results/data_quick.json
+    python benchmarks/bench_data.py --items-only --videos 6 --repeats 2 --json benchmarks/results/bench_data_items.json
 
 Ratios in the JSON (``ratios``): ``decode_once_speedup`` (once / per-view videos/s),
 ``decode_once_speedup_cpu_normalize`` (the same with the CPU normalisation added to both),
-``decord_vs_pyav_train``, ``decord_vs_pytorchvideo_pyav_train``, ``decord_vs_pytorchvideo_decord_train``.
+``decord_vs_pyav_train``, ``decord_vs_pytorchvideo_pyav_train``, ``decord_vs_pytorchvideo_decord_train``;
+``train_item_speedup`` (after / before on h264 320x240) and ``train_item_speedup_<set>`` for every set,
+``preprocessed_speedup_720p`` (after on the 256 copy / after on the 720p source),
+``decode_scale_speedup_720p`` (after / after without decode-time scaling, 720p), ``loader_2_vs_1_workers``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -39,8 +61,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cgd_video.data import sampling  # noqa: E402
+from cgd_video.data import device_augment, sampling, transforms  # noqa: E402
 from cgd_video.data.datasets import TrainClipDataset  # noqa: E402
+from cgd_video.data.decoding import DecordReader, read_clip  # noqa: E402
+from cgd_video.data.preprocess import transcode  # noqa: E402
 from cgd_video.data.test_views import MultiViewTestDataset  # noqa: E402
 from cgd_video.data.decoding import open_video  # noqa: E402
 from cgd_video.data.synthetic import render_video  # noqa: E402
@@ -114,6 +138,183 @@ def _pytorchvideo(decoder: str) -> Callable[[Path, int], object]:
     return run
 
 
+# --- train items per worker and the full loader (issue 11) -------------------------------------------------
+
+ITEM_SETS = ("h264_320x240", "mpeg4_avi_320x240", "h264_1280x720", "h264_720p_pre256")
+CROP = 224
+
+
+def _encode(path: Path, frames, codec: str, fmt: str, gop: int, size: tuple[int, int] | None = None) -> None:
+    """Encode RGB frames; ``size`` (w, h) upscales each frame and adds a scrolling texture (720p set)."""
+    import av
+    import torch.nn.functional as F
+
+    width, height = size or (frames.shape[2], frames.shape[1])
+    texture = np.random.default_rng(1).integers(0, 24, (height, width + 256, 3), dtype=np.uint8) if size else None
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 2
+        if codec == "libx264":
+            stream.options = {"crf": "18" if size is None else "23", "preset": "veryfast", "g": str(gop)}
+        else:  # Xvid-like: B-frames, ~0.6 Mbit/s
+            stream.codec_context.gop_size, stream.codec_context.max_b_frames = 12, 2
+            stream.bit_rate = 600_000
+        for t, arr in enumerate(frames):
+            if size is not None:
+                up = F.interpolate(torch.from_numpy(arr).permute(2, 0, 1)[None].float(), size=(height, width),
+                                   mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+                shift = (2 * t) % 256
+                arr = (up.round().clamp(0, 231).byte().numpy() + texture[:, shift : shift + width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _write_item_sets(root: Path, count: int, gop: int) -> dict[str, list[Path]]:
+    sets = {name: [] for name in ITEM_SETS}
+    for i in tqdm(range(count), desc="item-bench videos (4 sets)", unit="video"):
+        frames = render_video(i % 4, 175, (320, 240), np.random.default_rng([0, i]))
+        for name, codec, fmt, ext, size in (("h264_320x240", "libx264", "mp4", "mp4", None),
+                                            ("mpeg4_avi_320x240", "mpeg4", "avi", "avi", None),
+                                            ("h264_1280x720", "libx264", "mp4", "mp4", (1280, 720))):
+            path = root / name / f"v{i:03d}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _encode(path, frames, codec, fmt, gop, size)
+            sets[name].append(path)
+        pre = root / "h264_720p_pre256" / f"v{i:03d}.mp4"
+        pre.parent.mkdir(parents=True, exist_ok=True)
+        pre.write_bytes(transcode(sets["h264_1280x720"][-1], 256, gop=32))
+        sets["h264_720p_pre256"].append(pre)
+    return sets
+
+
+def _before_item(path: Path, seed_index: tuple, decode_only: bool = False):
+    """Today's ``TrainClipDataset`` item as of commit 70cedd4 (the "before"), frozen: decord on every
+    container at full size, then crop, uint8 torchvision resize, flip and float normalise in the worker."""
+    import torchvision.transforms.v2.functional as TF
+
+    rng = np.random.default_rng(list(seed_index))
+    reader = DecordReader(path)
+    state = rng.bit_generator.state
+
+    def indices(n: int) -> np.ndarray:
+        rng.bit_generator.state = state
+        return sampling.train_window_indices(n, NUM_FRAMES, SAMPLING_RATE, rng)
+
+    frames = read_clip(reader, indices)
+    if decode_only:
+        return frames
+    x = frames.permute(0, 3, 1, 2)
+    x = transforms.crop(x, sampling.random_square_crop_box(x.shape[-2], x.shape[-1], rng))
+    x = TF.resize(x, [CROP, CROP], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    if rng.random() < 0.5:
+        x = x.flip(-1)
+    return transforms.normalize(x, transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)
+
+
+def _item_cases(videos: list[Path]) -> dict[str, Callable[[int, int], object]]:
+    records = [(str(v), 0) for v in videos]
+    kw = dict(num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE, crop_size=CROP, aug="paper")
+    after = TrainClipDataset(records, **kw, device_augment=True)
+    no_scale = TrainClipDataset(records, **kw, device_augment=True, decode_scale=False)
+    in_worker = TrainClipDataset(records, **kw, device_augment=False)
+    pyav = TrainClipDataset(records, **kw, device_augment=True, backend="pyav")
+
+    def item(ds: TrainClipDataset) -> Callable[[int, int], object]:
+        def run(i: int, r: int):
+            ds.set_epoch(r)
+            return ds[i]
+        return run
+
+    return {
+        "before: TrainClipDataset item (70cedd4)": lambda i, r: _before_item(videos[i], (0, r, i, 0)),
+        "before: decode only": lambda i, r: _before_item(videos[i], (0, r, i, 0), decode_only=True),
+        "after, augmentation still in the worker": item(in_worker),
+        "after, no decode-time scaling": item(no_scale),
+        "after: uint8 item (device augmentation)": item(after),
+        "after, backend pyav (seek + skip non-ref frames)": item(pyav),
+    }
+
+
+def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[str, float]]:
+    """Per-worker items/s of every case on every set, interleaved per video; plus the consumer's cost."""
+    rates = {}
+    for name, videos in sets.items():
+        cases = _item_cases(videos)
+        for fn in cases.values():
+            fn(0, 99)  # warm-up (imports, first open)
+        spent = {case: 0.0 for case in cases}
+        items = 0
+        for r in tqdm(range(repeats), desc=f"items {name}", unit="pass"):
+            for i in range(len(videos)):
+                for case, fn in cases.items():
+                    start = time.perf_counter()
+                    fn(i, r)
+                    spent[case] += time.perf_counter() - start
+                items += 1
+        rates[name] = {case: items / s for case, s in spent.items()}
+        ds = TrainClipDataset([(str(v), 0) for v in videos], num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE,
+                              crop_size=CROP, device_augment=True)
+        batch = device_augment.collate_train([ds[i % len(videos)] for i in range(8)])
+        device_augment.augment(batch[0], batch[4], CROP)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            device_augment.augment(batch[0], batch[4], CROP)
+        rates[name]["consumer: augment on CPU, batch of 8 (clips/s)"] = 8 * repeats / (time.perf_counter() - start)
+    return rates
+
+
+def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
+    """Clips/s of N persistent workers feeding a consumer that only runs the device augmentation (CPU)."""
+    from torch.utils.data import DataLoader
+
+    records = [(str(videos[i % len(videos)]), 0) for i in range(items)]
+    ds = TrainClipDataset(records, num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE, crop_size=CROP,
+                          device_augment=True)
+    loader = DataLoader(ds, batch_size=4, num_workers=workers, persistent_workers=True,
+                        collate_fn=device_augment.collate_train, pin_memory=torch.cuda.is_available())
+    for batch in loader:  # epoch 0: start the workers, warm up
+        device_augment.augment(batch[0], batch[4], CROP)
+    ds.set_epoch(1)
+    start, count = time.perf_counter(), 0
+    for batch in loader:
+        device_augment.augment(batch[0], batch[4], CROP)
+        count += batch[0].shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def _items_report(sets, repeats: int, loader_items: int) -> tuple[dict, dict]:
+    rates = _bench_items(sets, repeats)
+    loader = {f"N={n}": _bench_loader(sets["h264_320x240"], n, loader_items) for n in (1, 2)}
+    after, before = "after: uint8 item (device augmentation)", "before: TrainClipDataset item (70cedd4)"
+    ratios = {"train_item_speedup": rates["h264_320x240"][after] / rates["h264_320x240"][before]}
+    for name in ITEM_SETS:
+        ratios[f"train_item_speedup_{name}"] = rates[name][after] / rates[name][before]
+    ratios["preprocessed_speedup_720p"] = rates["h264_720p_pre256"][after] / rates["h264_1280x720"][after]
+    ratios["decode_scale_speedup_720p"] = (rates["h264_1280x720"][after]
+                                           / rates["h264_1280x720"]["after, no decode-time scaling"])
+    ratios["loader_2_vs_1_workers"] = loader["N=2"] / loader["N=1"]
+    per_worker = rates["h264_320x240"][after]
+    workers_formula = (f"workers needed = ceil(R_gpu / {per_worker:.1f}) for a GPU step rate R_gpu clips/s "
+                       f"(h264 320x240, one decode thread per worker); e.g. R_gpu = 1000 -> "
+                       f"{math.ceil(1000 / per_worker)}")
+    return {"items_per_s": rates, "loader_clips_per_s": loader, "workers_needed": workers_formula}, ratios
+
+
+def _print_items(part: dict, ratios: dict) -> None:
+    for name, cases in part["items_per_s"].items():
+        print(f"\n{name}\n| {'case':<52} | {'clips/s':>8} | {'ms/clip':>8} |\n|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
+        for case, rate in cases.items():
+            print(f"| {case:<52} | {rate:>8.2f} | {1000 / rate:>8.1f} |")
+    for n, rate in part["loader_clips_per_s"].items():
+        print(f"| full loader, {n} worker(s) + CPU augment consumer        | {rate:>8.2f} clips/s |")
+    print(part["workers_needed"])
+    for name, value in ratios.items():
+        print(f"| ratio {name:<46} | {value:>7.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 videos, 1 pass (about a minute)")
@@ -125,9 +326,16 @@ def main(argv: list[str] | None = None) -> dict:
                              "video; cgd_video.data.synthetic writes 16)")
     parser.add_argument("--threads", type=int, default=1, help="torch and decoder threads")
     parser.add_argument("--json", type=Path, help="write the results here (atomically)")
+    parser.add_argument("--items-only", action="store_true",
+                        help="only the per-worker train items (before/after) and the full loader")
+    parser.add_argument("--loader-items", type=int, default=32, help="clips per loader epoch (N = 1, 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     num_videos, repeats = (4, 1) if args.quick else (args.videos, args.repeats)
+    if args.quick:
+        args.loader_items = 8
+    if args.items_only:
+        return _items_main(args, 2 if args.quick else args.videos, repeats)
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = args.data
@@ -184,6 +392,23 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| test video: {name:<33} | {rate:>6.2f} videos/s |")
     for name, value in ratios.items():
         print(f"| ratio {name:<39} | {value:>13.2f}x |")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return report
+
+
+def _items_main(args: argparse.Namespace, num_videos: int, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_data_items_") as tmp:
+        sets = _write_item_sets(Path(tmp), num_videos, args.gop)
+        sizes = {name: round(sum(v.stat().st_size for v in vs) / len(vs) / 7 * 8 / 1e6, 2) for name, vs in sets.items()}
+        part, ratios = _items_report(sets, repeats, args.loader_items)
+    report = {"config": {"videos_per_set": num_videos, "repeats": repeats, "frames": 175, "fps": 25,
+                         "gop_h264": args.gop, "bitrate_mbit_s": sizes, "threads": args.threads,
+                         "num_frames": NUM_FRAMES, "sampling_rate": SAMPLING_RATE, "crop": CROP,
+                         "python": platform.python_version(), "torch": torch.__version__},
+              **part, "ratios": ratios}
+    _print_items(part, ratios)
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

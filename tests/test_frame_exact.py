@@ -35,6 +35,10 @@ INDEX_SETS = {
 }
 
 
+def expected_reader(name: str) -> str:
+    return next(f[3] for f in FIXTURES if f[0] == name)
+
+
 def _image(i: int) -> np.ndarray:
     img = np.zeros((H, W, 3), np.uint8)
     img[..., 0] = (i * 37) % 256
@@ -121,6 +125,12 @@ def test_every_backend_container_and_index_set_is_exact(fixtures, backend, name)
         reader = open_video(path, backend)  # a fresh reader per set: no state carried between reads
         assert reader.num_frames == N
         _assert_frames(reader.get(indices), ref, indices, f"{backend} {name} {label}")
+    if backend == "pyav" and expected_reader(name) == "decord":  # indexed container: the seek + skip path
+        reader = open_video(path, "pyav")
+        for label, indices in INDEX_SETS.items():
+            frames = reader._get_indexed(np.unique(indices))
+            assert frames is not None, f"{name} {label}: the indexed read fell back to sequential decoding"
+            _assert_frames(torch.from_numpy(frames), ref, np.unique(indices).tolist(), f"indexed {name} {label}")
     reader = open_video(path, backend)  # one reader, several reads in a row (decord keeps its position)
     for label, indices in INDEX_SETS.items():
         _assert_frames(reader.get(indices), ref, indices, f"{backend} {name} {label} (reused reader)")

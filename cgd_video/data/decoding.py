@@ -5,26 +5,23 @@ decoded), ``.fps``, ``.get(indices)`` and ``.get_all()``; frames come back as a 
 ``(len(indices), H, W, 3)`` in RGB. Frame ``i`` is the ``i``-th frame in presentation order, whatever the
 timestamps say, so variable-frame-rate files index the same way in every backend.
 
-Frame exactness: for every backend, frame ``i`` is the frame a sequential decode produces at position
-``i``. decord's random access is only trusted where it is exact: ISO-BMFF (mp4/mov) and Matroska/WebM
-containers, which carry a per-frame index. On AVI (Xvid/DivX with B-frames: packed bitstreams) and MPEG
-program/transport streams, decord's ``get_batch`` of sparse indices returns frames 2-3 positions off, so
-``backend="decord"`` reads those files with PyAV instead (:func:`reader_for` says which reader a file
-gets; ``tools/build_lists.py --check`` writes it in ``check_report.csv``). ``tests/test_frame_exact.py``
-checks every backend x container x sparse index set against a sequential PyAV decode.
+Frame exactness: for every backend, frame ``i`` is the frame a sequential decode gives at position ``i``.
+decord's random access is only used on indexed containers (mp4/mov, mkv/webm: see
+:mod:`cgd_video.data.containers`); on AVI (Xvid with B-frames) and MPEG-PS/TS its sparse ``get_batch``
+returns frames 2-3 positions off, so ``backend="decord"`` reads those with PyAV (:func:`reader_for`;
+``build_lists.py --check`` reports it). ``tests/test_frame_exact.py`` checks backends x containers.
 
 Decode less: only the requested frames are converted to RGB, and ``short_side`` (a maximum) makes libav
-scale while converting (decord's ``width``/``height``, PyAV's ``reformat``) when the source is larger,
-so full-HD frames never reach Python at full size. Sources at or below ``short_side`` are not touched.
+scale (decord's ``width``/``height``, PyAV's ``reformat``) when the source is larger: full-HD frames never
+reach Python at full size.
 
 Backends
-  ``"decord"`` (default): fast random access by frame index on mp4/mov/mkv/webm; PyAV on other containers
-  (see above). When decord cannot open a file (e.g. AV1) or fails while decoding it, the reader falls back
-  to PyAV by itself (logged once per file, debug level).
-  ``"pyav"``: selects the *video* stream (``container.streams.video[0]``), counts frames by demuxing packets
-  (no decoding), and decodes sequentially up to the largest requested index, keeping only the needed
-  frames. If the stream ends before a requested frame (the header/packet count was wrong) it raises
-  :class:`FrameCountMismatch` carrying the true count; :func:`read_clip` resamples with it.
+  ``"decord"`` (default): random access by frame index on indexed containers, PyAV on others. When decord
+  cannot open or decode a file (e.g. AV1), the reader falls back to PyAV by itself (logged once, debug).
+  ``"pyav"``: the *video* stream (``container.streams.video[0]``); frames counted by demuxing packets (no
+  decoding). Indexed containers: seek + skip what the clip does not need; others: sequential decoding up
+  to the largest requested index (:class:`PyAVReader`). If the stream ends before a requested frame (the
+  count was wrong) it raises :class:`FrameCountMismatch` with the true count; :func:`read_clip` resamples.
   ``"frames"``: a folder of pre-extracted images (``img_00001.jpg``, ... sorted by name). A directory is
   read as a frame folder whatever ``backend`` says.
 
@@ -35,28 +32,25 @@ and the collate crashes).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
 
+from cgd_video.data.containers import INDEXED_FORMATS, probe, pts_index, scaled_size
+
 __all__ = [
     "BACKENDS",
     "DECODE_ERRORS",
     "FrameCountMismatch",
     "VideoDecodeError",
-    "VideoInfo",
     "VideoReader",
     "open_video",
-    "probe",
     "read_clip",
     "reader_for",
-    "scaled_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,8 +58,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FALLBACK_LOGGED: set[str] = set()  # paths whose decord -> PyAV fallback was logged (once per process)
-# PyAV container format names whose per-frame index makes decord's random access exact (mp4/mov, mkv/webm).
-_DECORD_EXACT_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
 
 
 class VideoDecodeError(RuntimeError):
@@ -107,40 +99,6 @@ class VideoReader(Protocol):
     def get_all(self) -> torch.Tensor: ...
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe` reads from the container header: PyAV format and codec names, frame size."""
-
-    format: str
-    codec: str
-    width: int
-    height: int
-
-    @property
-    def decord_exact(self) -> bool:
-        """Whether decord's random access returns the right frames in this container (module doc)."""
-        return bool(_DECORD_EXACT_FORMATS.intersection(self.format.split(",")))
-
-
-def probe(path: PathLike) -> Optional[VideoInfo]:
-    """Container format, codec and size of the first video stream (PyAV header read, no decoding);
-    ``None`` when PyAV cannot open the file. Cached per process (LRU) by (path, size, mtime)."""
-    st = os.stat(path)
-    return _probe(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=65536)
-def _probe(path: str, _size: int, _mtime_ns: int) -> Optional[VideoInfo]:
-    import av
-
-    try:
-        with av.open(path) as container:
-            ctx = container.streams.video[0].codec_context
-            return VideoInfo(container.format.name, ctx.name, int(ctx.width), int(ctx.height))
-    except (av.error.FFmpegError, IndexError, OSError, UnicodeDecodeError):
-        return None
-
-
 def reader_for(path: PathLike, backend: str = "decord") -> str:
     """Which reader :func:`open_video` will use for ``path``: ``"decord"``, ``"pyav"`` or ``"frames"``.
 
@@ -151,19 +109,9 @@ def reader_for(path: PathLike, backend: str = "decord") -> str:
         return "frames"
     if backend == "decord":
         info = probe(path) if Path(path).is_file() else None
-        if info is not None and not info.decord_exact:
+        if info is not None and not info.indexed:
             return "pyav"
     return backend
-
-
-def scaled_size(height: int, width: int, short_side: Optional[int]) -> Optional[tuple[int, int]]:
-    """``(h, w)`` with the shorter side ``short_side`` (aspect kept, the longer side rounded), or ``None``
-    when no scaling is needed (``short_side`` is ``None`` or not below the source's shorter side)."""
-    if not short_side or min(height, width) <= short_side:
-        return None
-    if height <= width:
-        return int(short_side), max(1, int(round(width * short_side / height)))
-    return max(1, int(round(height * short_side / width))), int(short_side)
 
 
 def _unique_indices(path: str, indices: Sequence[int], num_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +132,14 @@ def _gather(unique_frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
 
 
 class PyAVReader:
-    """Sequential PyAV decoding of the first video stream; frames indexed by decode order (see module doc).
+    """PyAV decoding of the first video stream; frame ``i`` is the ``i``-th frame in presentation order.
+
+    Indexed containers (mp4/mov, mkv/webm: every packet has a unique pts): frame ``i`` is the frame with
+    the ``i``-th smallest pts. A read seeks to the last keyframe at or before the first wanted frame and
+    tells the decoder to skip non-reference frames that are not wanted (``skip_frame="NONREF"``: nothing
+    else depends on them), so only the frames the clip needs, and those its frames depend on, are decoded.
+    Other containers, or when that mapping misses a frame: sequential decoding from the start, counting
+    frames in decode output order, up to the last wanted frame.
 
     ``short_side``: frames whose shorter side is larger come back scaled to it (libswscale, area filter),
     in the same conversion that makes them RGB.
@@ -206,7 +161,10 @@ class PyAVReader:
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.fps = float(rate) if rate else 0.0
                 # Count packets instead of trusting the header (stream.frames is 0 for mkv/webm, often wrong).
-                self.num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+                packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+                self.num_frames = len(packets)
+                indexed = bool(INDEXED_FORMATS.intersection(container.format.name.split(",")))
+                self._index = pts_index(packets) if indexed else None
         except VideoDecodeError:
             raise
         except Exception as exc:  # av.error.*, OSError, UnicodeDecodeError ...
@@ -218,6 +176,9 @@ class PyAVReader:
         import av
 
         wanted, inverse = _unique_indices(self.path, indices, None)  # the decoded count is the truth here
+        frames = self._get_indexed(wanted)
+        if frames is not None:
+            return _gather(frames, inverse)
         last = int(wanted[-1])
         out: list[np.ndarray] = []
         pos = 0  # index of the next wanted frame
@@ -239,6 +200,39 @@ class PyAVReader:
             self.num_frames = decoded
             raise FrameCountMismatch(self.path, decoded, last)
         return _gather(np.stack(out), inverse)
+
+    def _get_indexed(self, wanted: np.ndarray) -> Optional[np.ndarray]:
+        """Seek + skip decoding (class doc); ``None`` when a wanted frame did not come out."""
+        import av
+
+        if self._index is None or wanted[-1] >= len(self._index[0]):
+            return None
+        pts, keys = self._index
+        want = {int(pts[i]): k for k, i in enumerate(wanted.tolist())}
+        start = np.searchsorted(keys, pts[wanted[0]], side="right") - 1
+        if start < 0:
+            return None
+        out: list[Optional[np.ndarray]] = [None] * len(wanted)
+        missing = len(wanted)
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                stream.thread_count = self.num_threads
+                ctx = stream.codec_context
+                container.seek(int(keys[start]), stream=stream, backward=True, any_frame=False)
+                for packet in container.demux(stream):
+                    ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
+                    for frame in packet.decode():
+                        k = want.get(frame.pts)
+                        if k is not None and out[k] is None:  # only kept frames are converted to RGB
+                            out[k] = self._rgb(frame)
+                            missing -= 1
+                    if not missing:
+                        return np.stack(out)
+        except av.error.FFmpegError:
+            pass  # the sequential path decodes what really exists and reports it
+        logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
+        return None
 
     def _rgb(self, frame) -> np.ndarray:
         size = scaled_size(frame.height, frame.width, self.short_side)

@@ -9,8 +9,9 @@ Paper Sec. 4.1 / PROTOCOL §5: each training clip gets a random crop (or scale, 
   ``(top, left, height, width)`` and ``flip`` (0/1). The draws are cheap; the worker then only decodes.
 * :func:`augment` applies them to a batch of uint8 clips ``(B, T, H, W, 3)`` on whatever device the
   batch is on (the model's: GPU, or the CPU in CPU runs): per clip, the box is sliced and resized to
-  ``crop_size`` (bilinear, antialiased, in float32: one ``interpolate`` over all T frames of the clip),
-  flipped, and the whole batch is normalised at once into float32 ``(B, 3, T, S, S)``.
+  ``crop_size`` (torchvision's bilinear antialiased uint8 resize, one call over all T frames of the clip:
+  5x faster on the CPU than a float32 ``interpolate``), flipped, and the whole batch is converted and
+  normalised at once into float32 ``(B, 3, T, S, S)``.
 * :func:`train_transform` is the same for one clip, in the worker (``TrainClipDataset(device_augment=
   False)``): the same two functions, so a clip is bit-identical whichever side runs it (on CPU).
 
@@ -32,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from cgd_video.data import sampling
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, _affine, short_side_size
@@ -100,13 +101,15 @@ def augment(
     out = torch.empty((clips.shape[0], 3, clips.shape[1], crop_size, crop_size), dtype=torch.float32,
                       device=clips.device)
     for b, (top, left, h, w, flip) in enumerate(params.tolist()):
-        # (T, 3, h, w) float32, standard layout whatever the padding: the same kernel on both sides
-        x = clips[b, :, top : top + h, left : left + w].permute(0, 3, 1, 2).float().contiguous()
+        # (T, 3, h, w) uint8 in one dense channels-last layout whatever the padding: the same kernel and the
+        # same rounding on the worker and on the device (torchvision's uint8 resize: AVX2 on the CPU)
+        x = clips[b, :, top : top + h, left : left + w].permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=torch.channels_last)
         if (h, w) != (crop_size, crop_size):
-            x = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", align_corners=False, antialias=True)
+            x = TF.resize(x, [crop_size, crop_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
         if flip:
             x = x.flip(-1)
-        out[b].copy_(x.permute(1, 0, 2, 3))
+        out[b].copy_(x.permute(1, 0, 2, 3))  # the one uint8 -> float32 conversion
     scale, shift = _affine(mean, std, out.device)
     return out.mul_(scale).add_(shift)
 

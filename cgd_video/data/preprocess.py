@@ -31,7 +31,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Union
 
-from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError, scaled_size
+from cgd_video.data.containers import scaled_size
+from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError
 from cgd_video.data.scan import scan_folder
 from cgd_video.utils.atomic import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 

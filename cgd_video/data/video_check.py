@@ -54,7 +54,8 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
         root: data root; ``None`` when ``path`` is usable as is.
         full: decode every frame instead of the first, middle and last.
     """
-    from cgd_video.data.decoding import VideoDecodeError, open_video, probe
+    from cgd_video.data.containers import probe
+    from cgd_video.data.decoding import VideoDecodeError, open_video
 
     file = Path(root) / path if root is not None else Path(path)
     info = probe(file) if file.is_file() else None  # None: the decode step below reports the reason
