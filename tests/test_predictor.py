@@ -120,3 +120,24 @@ def test_uint8_tensor_input_is_normalised_like_the_dataset(tiny_ckpt):
     assert got["labels"] == ref["labels"] and got["scores"] == pytest.approx(ref["scores"], abs=1e-6)
     expected = video_scores(p.model, raw.unsqueeze(0), p.view_kwargs["mean"], p.view_kwargs["std"])[0]
     assert got["scores"] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)
+
+
+@pytest.mark.cuda
+def test_predictor_on_cuda_matches_the_cpu(tiny_ckpt, synthetic_dataset):
+    """The same videos through the evaluation path on the GPU: float32 (TF32 off) equals the CPU scores,
+    bf16 autocast stays close and keeps the ranking of clearly separated classes."""
+    from cgd_video import Predictor
+
+    videos = _videos(synthetic_dataset)[:3]
+    on_cpu = Predictor.from_checkpoint(tiny_ckpt, device="cpu", views="10x3", topk=4)
+    cpu = [r["scores"] for r in on_cpu.predict_many(videos, num_workers=0)]
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for amp, tol in (("none", 1e-4), ("bf16", 3e-2)):
+            p = Predictor.from_checkpoint(tiny_ckpt, device="cuda", views="10x3", topk=4, amp=amp, batch_size=2)
+            assert p.device.type == "cuda" and p.amp == amp
+            for got, want in zip((r["scores"] for r in p.predict_many(videos, num_workers=0)), cpu):
+                assert got == pytest.approx(want, abs=tol)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

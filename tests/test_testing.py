@@ -71,3 +71,19 @@ def test_torchrun_test_prints_the_summary_once(tiny_ckpt, synthetic_dataset, fiv
     printed = json.loads(summaries[0])
     on_disk = json.loads((out / "test_results.json").read_text())
     assert printed["num_videos"] == on_disk["num_videos"] == 5 and printed["top1"] == on_disk["top1"]
+
+
+def test_eval_settings_one_rule_for_test_and_infer():
+    """AMP applies on CUDA only (a CPU evaluates in float32, whatever TRAIN.AMP says); unknown modes and
+    devices are refused naming the choices."""
+    from cgd_video.boundary.evaluation import eval_settings
+    from cgd_video.config import load_config
+
+    cfg = load_config(None, ["TRAIN.AMP", "bf16", "TEST.BATCH_SIZE", "3", "DATALOADER.NUM_WORKERS", "1"])
+    s = eval_settings(cfg, device="cpu")
+    assert (s["device"].type, s["amp"], s["batch_size"], s["num_workers"]) == ("cpu", "none", 3, 1)
+    assert eval_settings(cfg, device="cpu", batch_size=5, num_workers=0)["batch_size"] == 5
+    with pytest.raises(ValueError, match="bf16"):
+        eval_settings(cfg, device="cpu", amp="int8")
+    with pytest.raises(ValueError, match="cpu"):
+        eval_settings(cfg, device="tpu")
