@@ -1,4 +1,4 @@
-"""Cost counting (cgd_video/utils/cost.py, tools/cost.py) against the paper's Table 3 / Table 11 figures.
+"""Cost counting (cgd_video/utils/cost.py, cost_table.py behind tools/cost.py) against the paper's Table 3 / Table 11 figures.
 
 Oracles: the paper's printed deltas (PROTOCOL §4: NL +2.10M / +1.80G, CGNL g8 +1.64M / +1.29G,
 g1 +2.10M / +1.64G at res4's input 1x1024x4x14x14), CGD's exact parameter counts (6*sum(C) = 22,656,
@@ -10,8 +10,6 @@ block alone at its res4 input (the delta of the whole model is exactly that, see
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +17,8 @@ from torch import nn
 
 from cgd_video.models import CGD, CGNLBlock, NonLocalBlock, create_model
 from cgd_video.utils.cost import cgd_cost, count_macs, count_params
+from cgd_video.utils.cost_table import TABLE3, Row, TestProtocol, measure, normalise, render
 
-ROOT = Path(__file__).resolve().parents[1]
 RES4 = (1, 1024, 4, 14, 14)  # res4 input of C2D-R50 (nonlocal32 layout) at 1x3x32x224x224
 
 
@@ -109,20 +107,41 @@ def test_nonlocal_delta_params_exact(name, extra):
     assert count_params(create_model(name)) - count_params(create_model("c2d_r50")) == extra
 
 
-@pytest.mark.slow
-def test_cost_tool_json_schema_small_input(tmp_path):
-    """tools/cost.py end to end on a small clip: JSON rows with the documented keys and exact deltas."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import cost as cost_tool
+def test_per_video_is_per_view_at_the_test_crop_times_views():
+    """Per video = the counter on one view at the protocol's crop x its views, not per-view(train) x views."""
+    rows = [Row("base", "c2d_r18"), Row("cgd", "c2d_r18_cgd", is_cgd=True)]
+    kw = {"num_classes": 5, "num_frames": 8}
+    protocols = [TestProtocol("ucf", 1, 1, 48), TestProtocol("mk", 10, 3, 48)]
+    res = measure(rows, kw, (1, 3, 8, 32, 32), "test", protocols)
+    torch.manual_seed(0)
+    at_48 = count_macs(create_model("c2d_r18", **kw).eval(), torch.randn(1, 3, 8, 48, 48)).total
+    at_32 = count_macs(create_model("c2d_r18", **kw).eval(), torch.randn(1, 3, 8, 32, 32)).total
+    base = res[0]
+    assert base["macs"] == at_32
+    assert base["per_video"]["ucf"]["macs_per_video"] == at_48
+    assert base["per_video"]["mk"]["macs_per_view"] == at_48
+    assert base["per_video"]["mk"]["macs_per_video"] == 30 * at_48 != 30 * at_32
+    cgd_model = create_model("c2d_r18_cgd", **kw).eval()
+    vector_48 = cgd_cost(cgd_model, torch.randn(1, 3, 8, 48, 48)).vector_macs
+    assert res[1]["per_video"]["mk"]["macs_per_video"] == 30 * (at_48 + vector_48)
+    normalise(res, "cgd")
+    text = render(res, "t", protocols)
+    assert "MACs/video mk 10x3@48" in text and "MACs/view @32" in text
 
-    out = tmp_path / "cost.json"
-    assert cost_tool.main(["--table", "3", "--frames", "8", "--size", "32", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())
+
+@pytest.mark.slow
+def test_table3_rows_small_input():
+    """The Table 3 rows on a small clip: documented keys and exact deltas."""
+    res = measure(TABLE3, {"num_classes": 400, "num_frames": 8}, (1, 3, 8, 32, 32), "table 3",
+                  [TestProtocol("mk", 10, 3, 32)])
+    normalise(res, "shared")
+    rows = json.loads(json.dumps(res))  # JSON-serialisable as tools/cost.py writes it
     assert [r["name"] for r in rows][:4] == ["C2D-R50 (baseline)", "+NL (1 block, res4)",
                                              "+CGNL g=8 (1 block, res4)", "+CGNL g=1 (1 block, res4)"]
     for r in rows:
-        assert {"name", "params", "delta_params", "macs", "delta_macs"} <= set(r)
+        assert {"name", "params", "delta_params", "macs", "delta_macs", "per_video"} <= set(r)
         assert all(isinstance(r[k], int) for k in ("params", "delta_params", "macs", "delta_macs"))
+        assert r["per_video"]["mk"]["macs_per_video"] == 30 * r["macs"]  # test crop = training crop here
     by_name = {r["name"]: r for r in rows}
     assert by_name["+CGD v10 shared"]["delta_params"] == 22_656
     # concat: 6 * sum over blocks of C*T; at 8 input frames T = 2 in res2 and 1 after (nonlocal32 layout)
