@@ -29,7 +29,7 @@ video runs every case in turn, so load from other jobs hits all alike):
   steps     the same without decode-time scaling (``decode_scale=False``), and with the augmentation
             still in the worker (``device_augment=False``, float out).
   consumer  ``device_augment.augment`` of a batch of 8 on the CPU, per clip (what the training step adds).
-Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 batches of 4, ``collate_train``) feeding a
+Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 canvases, batches of 4, pinned on CUDA) feeding a
 consumer that only runs ``augment``: clips/s on the h264 320x240 set.
 
     python benchmarks/bench_data.py --quick --json benchmarks/results/data_quick.json
@@ -57,6 +57,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -257,7 +258,7 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[st
         rates[name] = {case: items / s for case, s in spent.items()}
         ds = TrainClipDataset([(str(v), 0) for v in videos], num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE,
                               crop_size=CROP, device_augment=True)
-        batch = device_augment.collate_train([ds[i % len(videos)] for i in range(8)])
+        batch = default_collate([ds[i % len(videos)] for i in range(8)])
         device_augment.augment(batch[0], batch[4], CROP)
         start = time.perf_counter()
         for _ in range(repeats):
@@ -274,7 +275,7 @@ def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
     ds = TrainClipDataset(records, num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE, crop_size=CROP,
                           device_augment=True)
     loader = DataLoader(ds, batch_size=4, num_workers=workers, persistent_workers=True,
-                        collate_fn=device_augment.collate_train, pin_memory=torch.cuda.is_available())
+                        pin_memory=torch.cuda.is_available())
     for batch in loader:  # epoch 0: start the workers, warm up
         device_augment.augment(batch[0], batch[4], CROP)
     ds.set_epoch(1)

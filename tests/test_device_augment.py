@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from cgd_video.data import device_augment as A
 from cgd_video.data.datasets import TrainClipDataset
@@ -35,15 +35,15 @@ def mixed_records(tmp_path_factory, synthetic_dataset) -> list:
 
 
 def test_worker_and_device_give_the_same_clip_bit_for_bit(mixed_records):
-    # decode_scale=False keeps the two source sizes apart, so the batch needs padding
+    # decode_scale=False: boxes of two source sizes, larger than the canvas (32), are fitted by carry()
     worker = TrainClipDataset(mixed_records, seed=3, decode_scale=False, **KW)
     device = TrainClipDataset(mixed_records, seed=3, device_augment=True, decode_scale=False, **KW)
     for epoch in (0, 5):
         worker.set_epoch(epoch)
         device.set_epoch(epoch)
-        batch = A.collate_train([device[i] for i in range(len(mixed_records))])
+        batch = default_collate([device[i] for i in range(len(mixed_records))])
         clips, labels, index, replaced, params = batch
-        assert clips.dtype == torch.uint8 and clips.shape == (6, 4, 60, 80, 3)  # padded to the largest
+        assert clips.dtype == torch.uint8 and clips.shape == (6, 4, 32, 32, 3)  # one canvas size for all
         out = A.augment(clips, params, 24)
         assert out.shape == (6, 3, 4, 24, 24) and out.dtype == torch.float32
         for i in range(len(mixed_records)):
@@ -57,19 +57,29 @@ def test_worker_and_device_give_the_same_clip_bit_for_bit(mixed_records):
 def test_sources_larger_than_needed_are_scaled_while_decoding(mixed_records):
     """crop 24 (paper): the decoder scales the shorter side to ceil(24 / 0.75) = 32, both sources alike."""
     ds = TrainClipDataset(mixed_records, device_augment=True, **KW)
-    assert ds.short_side == 32
-    for i in (0, 1):  # 64x48 and 80x60 sources
-        frames, *_, params = ds[i]
-        assert frames.shape == (4, 32, 43, 3)
+    assert ds.short_side == ds.carry_size == 32
+
+    for i in (0, 1):  # 64x48 and 80x60 sources, both decoded at 43x32
+        canvas, *_, params = ds[i]
         top, left, h, w, _ = params.tolist()
-        assert 24 <= h == w <= 32 and top + h <= 32 and left + w <= 43
+        assert canvas.shape == (4, 32, 32, 3) and (top, left) == (0, 0) and 24 <= h == w <= 32
+        assert canvas[:, h:].eq(0).all() and canvas[:, :, w:].eq(0).all() and canvas[:, :h, :w].float().mean() > 1
+
+
+def test_carry_cuts_the_box_exactly_and_fits_larger_ones():
+    frames = _frames(2, 40, 60)
+    canvas, params = A.carry(frames, torch.tensor([5, 9, 20, 30, 1]), 32)
+    assert params.tolist() == [0, 0, 20, 30, 1] and canvas.shape == (2, 32, 32, 3)
+    assert torch.equal(canvas[:, :20, :30], frames[:, 5:25, 9:39]) and canvas[:, 20:].eq(0).all()
+    canvas, params = A.carry(frames, torch.tensor([0, 4, 40, 48, 0]), 32)  # 40x48 box: fitted to 27x32
+    assert params.tolist() == [0, 0, 27, 32, 0] and canvas[:, 27:].eq(0).all()
 
 
 def test_persistent_workers_see_the_epoch(mixed_records):
     """The epoch is shared memory: persistent DataLoader workers draw epoch e's clips after set_epoch(e)."""
     ds = TrainClipDataset(mixed_records, seed=1, device_augment=True, **KW)
     ref = TrainClipDataset(mixed_records, seed=1, device_augment=True, **KW)
-    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True, collate_fn=A.collate_train)
+    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True)
     for epoch in (0, 2):
         ds.set_epoch(epoch)
         ref.set_epoch(epoch)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -27,14 +27,28 @@ __all__ = ["prepare_batch", "schedule_kwargs", "optimizer_kwargs", "loop_setting
            "build_job", "train_from_config", "main", "EXIT_CODES"]
 
 
-def prepare_batch(batch: Any, device: torch.device, channels_last: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A training loader batch ``(clips, labels, index, replaced_from)`` -> ``(inputs, labels)`` on ``device``."""
+def prepare_batch(batch: Any, device: torch.device, channels_last: bool = False,
+                  augment: Optional[Callable] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A training loader batch ``(clips, labels, index, replaced_from[, params])`` -> ``(inputs, labels)`` on
+    ``device``. ``augment``: the device-side augmentation (:func:`cgd_video.data.device_augment.augment`
+    with the crop size and normalisation bound), applied to uint8 clips with their ``params`` on ``device``."""
     clips, labels = batch[0], batch[1]
     clips = clips.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
+    if augment is not None:
+        clips = augment(clips, batch[4])
     if channels_last:
         clips = clips.contiguous(memory_format=torch.channels_last_3d)
     return clips, labels
+
+
+def _device_augment(cfg) -> Callable:
+    """The device half of the train augmentation; the dataset draws it and carries uint8 (training data
+    built with ``device_augment=True`` in :func:`build_job`)."""
+    from cgd_video.data.device_augment import augment
+
+    kw = train_dataset_kwargs(cfg)
+    return functools.partial(augment, crop_size=kw["crop_size"], mean=kw["mean"], std=kw["std"])
 
 
 def schedule_kwargs(cfg) -> Dict[str, Any]:
@@ -106,6 +120,7 @@ def build_job(cfg):
 
     classes = read_classes_for(cfg)
     train_ds = build_train_dataset(cfg)
+    train_ds.device_augment = True  # workers decode and cut; prepare_batch augments on the model's device
     build_model(cfg)  # fail now (not after the data is set up) on contradictory keys or a bad weights file
     loop, run = loop_settings(cfg), run_settings(cfg)
     val_ds = None
@@ -117,7 +132,7 @@ def build_job(cfg):
         loop=loop, run=run, build_model=functools.partial(build_model, cfg),
         build_optimizer=lambda model, lr: build_optimizer(model, lr, **optimizer_kwargs(cfg)),
         schedule=schedule_kwargs(cfg), train_dataset=train_ds,
-        prepare_batch=functools.partial(prepare_batch, channels_last=loop.channels_last),
+        prepare_batch=functools.partial(prepare_batch, channels_last=loop.channels_last, augment=_device_augment(cfg)),
         num_classes=cfg.MODEL.NUM_CLASSES, classes=classes, arch=arch_keys(cfg), recipe=recipe_keys(cfg),
         config_text=cfg.dump(), val_dataset=val_ds, name=cfg.MODEL.NAME,
         warnings=[w for w in [pretrained_warning(cfg)] if w])

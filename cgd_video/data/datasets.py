@@ -77,11 +77,11 @@ class TrainClipDataset(_VideoListDataset):
     ``device_augment=True`` ``(frames, label, i, replaced_from, params)``.
 
     ``clip`` is ``(3, num_frames, crop_size, crop_size)`` float32 (ImageNet-normalised). With
-    ``device_augment`` the worker only decodes: ``frames`` is the uint8 clip ``(num_frames, H, W, 3)`` as
-    decoded (a quarter of the float bytes, or less) and ``params`` the augmentation drawn for it; batch
-    them with :func:`cgd_video.data.device_augment.collate_train` and apply
-    :func:`cgd_video.data.device_augment.augment` on the model's device. Both give the same clip, bit for
-    bit on the CPU. ``label`` is the label of the video actually decoded, ``i`` the requested index.
+    ``device_augment`` the worker only decodes and cuts: ``frames`` is the uint8 crop box on a fixed
+    ``(num_frames, K, K, 3)`` canvas and ``params`` the rest of the augmentation drawn for it
+    (:func:`cgd_video.data.device_augment.carry`); the default collate batches them and
+    :func:`cgd_video.data.device_augment.augment` finishes them on the model's device. Both give the same
+    clip, bit for bit on the CPU. ``label`` is the label of the video actually decoded, ``i`` the requested index.
     ``replaced_from`` is ``i`` when video ``i`` could not be decoded and was replaced, else ``-1``: it
     travels with the batch, so the main process counts replaced videos per epoch exactly, whatever the
     number of DataLoader workers (``(batch[3] >= 0).sum()``). Each failing path is also logged once per
@@ -141,6 +141,7 @@ class TrainClipDataset(_VideoListDataset):
         self.jitter = tuple(jitter)
         short_side = device_augment_mod.decode_short_side(self.crop_size, aug, self.jitter)  # checks aug
         self.short_side = short_side if decode_scale else None
+        self.carry_size = short_side  # side K of the uint8 canvas items carry (device_augment.carry)
         self.seed = int(seed)
         self.max_retries = int(max_retries)
         self.device_augment = bool(device_augment)
@@ -155,7 +156,7 @@ class TrainClipDataset(_VideoListDataset):
         self._epoch.fill_(int(epoch))
 
     def _load(self, path: Path, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoded uint8 frames of one clip and the augmentation drawn for them."""
+        """One clip's crop box on the uint8 canvas and the parameters that finish its augmentation."""
         reader = open_video(path, self.backend, short_side=self.short_side)
         state = rng.bit_generator.state  # a resample after a frame-count correction redraws the same way
 
@@ -166,7 +167,7 @@ class TrainClipDataset(_VideoListDataset):
         frames = read_clip(reader, indices)
         params = device_augment_mod.draw_params(rng, frames.shape[1], frames.shape[2], self.crop_size, self.aug,
                                                 self.jitter)
-        return frames, params
+        return device_augment_mod.carry(frames, params, self.carry_size)
 
     def __getitem__(self, index: int) -> tuple:
         tried: list[str] = []
