@@ -110,3 +110,15 @@ def test_macs_match_table3(name):
 def test_cgnl_groups_must_divide():
     with pytest.raises(ValueError, match="groups=3"):
         CGNLBlock(16, groups=3)
+
+
+def test_cgnl_init_matches_the_release_inside_the_network():
+    """CGNL release: the block's convs N(0, 0.01) and GroupNorm gamma = beta = 0, not the network's Kaiming."""
+    from cgd_video.models import create_model
+
+    torch.manual_seed(0)
+    block = create_model("c2d_r50_cgnl", num_frames=8).layer3[4].nl
+    for conv in (block.theta, block.phi, block.g, block.out):
+        w = conv.weight.detach()
+        assert abs(w.mean().item()) < 1e-3 and w.std().item() == pytest.approx(0.01, rel=0.05)
+    assert torch.count_nonzero(block.gn.weight) == 0 and torch.count_nonzero(block.gn.bias) == 0

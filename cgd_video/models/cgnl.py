@@ -5,8 +5,8 @@ single scalar ⟨φ, g⟩ over all (C/2/groups)·T·H·W entries scales θ:
 
     y_k = θ_k · ⟨φ_k, g_k⟩ (optionally / sqrt(C/2/groups·T·H·W)),     z = x + GN(W y)
 
-W is a grouped 1×1×1 conv C/2 → C (``groups``), followed by GroupNorm(groups, C) with γ = β = 0 so
-the block starts as the identity.  At C = 1024, T = 4, 14×14: groups = 8 adds 1.64M parameters and
+W is a grouped 1×1×1 conv C/2 → C (``groups``), followed by GroupNorm(groups, C). Init as the CGNL
+release: the block's convs N(0, 0.01), GroupNorm γ = β = 0, so the block starts as the identity.  At C = 1024, T = 4, 14×14: groups = 8 adds 1.64M parameters and
 1.29G MACs (Table 3, Mini-Kinetics row); groups = 1 adds 2.10M / 1.64G (UCF-101 row).
 """
 
@@ -47,9 +47,11 @@ class CGNLBlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """CGNL release init: convs Kaiming-normal (fan_out), GroupNorm γ = β = 0 (identity at start)."""
+        """The CGNL release's init (``model/resnet.py`` of kaiyuyue/cgnl-network.pytorch, applied to
+        the block after the network's Kaiming init): every conv of the block N(0, 0.01), GroupNorm
+        γ = β = 0, so the block starts as the identity."""
         for conv in (self.theta, self.phi, self.g, self.out):
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.normal_(conv.weight, mean=0.0, std=0.01)
         nn.init.zeros_(self.gn.weight)
         nn.init.zeros_(self.gn.bias)
 
