@@ -143,7 +143,8 @@ def score_videos(
     std = tuple(getattr(dataset, "std", IMAGENET_STD))
     for batch in loader:
         good = [j for j, ok in enumerate(batch["ok"]) if ok]
-        probs = video_scores(model, batch["views"][good], mean, std, device, amp, channels_last) if good else None
+        views = batch["views"] if len(good) == len(batch["ok"]) else batch["views"][good]  # no copy when all decoded
+        probs = video_scores(model, views, mean, std, device, amp, channels_last) if good else None
         for j, idx in enumerate(batch["index"]):
             scores = probs[good.index(j)] if j in good else None
             error = "" if scores is not None else (batch["error"][j] or "unknown decoding error")
