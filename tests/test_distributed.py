@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
-from cgd_video.engine.distributed import shard_indices
+from torch.utils.data import DistributedSampler
+
+from cgd_video.engine.distributed import epoch_order, shard_indices, train_shard
 
 from _train_helpers import PYTHON, REPO, subprocess_env, tiny_opts, write_tiny_lists
 
@@ -17,6 +19,26 @@ from _train_helpers import PYTHON, REPO, subprocess_env, tiny_opts, write_tiny_l
 def test_shards_cover_every_index_once(n, world):
     shards = [shard_indices(n, r, world) for r in range(world)]
     assert sorted(i for s in shards for i in s) == list(range(n))
+
+
+def test_train_shards_are_distributed_samplers_and_survive_a_world_size_change():
+    n, per_step, seed, epoch = 23, 3, 5, 2
+    order = epoch_order(n, seed, epoch)
+    for world in (1, 2, 3):
+        steps = n // (per_step * world)
+        for rank in range(world):
+            sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                         drop_last=True)
+            sampler.set_epoch(epoch)
+            assert train_shard(order, 0, rank, world, steps, per_step) == list(sampler)[: steps * per_step]
+    # 2 processes run 2 of their 3 steps, then the run resumes with 3 processes (elastic)
+    seen = [i for r in range(2) for i in train_shard(order, 0, r, 2, 2, per_step)]
+    assert sorted(seen) == sorted(order[:12])  # the first k*world samples of the epoch order
+    remaining_steps = (n - len(seen)) // (per_step * 3)
+    after = [i for r in range(3) for i in train_shard(order, len(seen), r, 3, remaining_steps, per_step)]
+    assert len(after) == remaining_steps * per_step * 3 == 9
+    assert len(set(seen + after)) == len(seen) + len(after)  # nothing seen twice
+    assert sorted(seen + after) == sorted(order[:21])  # nothing skipped but the last partial step
 
 
 def _torchrun(script: str, args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:

@@ -87,29 +87,23 @@ def load_for_resume(path: Path, arch: Dict[str, Any], recipe: Dict[str, Any]) ->
     return ckpt
 
 
-def _check_world(ckpt: Dict[str, Any], path: str, steps_per_epoch: int) -> bool:
-    """True when the world size (and so each rank's RNG stream) is the one the checkpoint was saved with."""
+def _same_world(ckpt: Dict[str, Any]) -> bool:
+    """Whether the checkpoint was saved by as many processes as run now; warns (once per rank 0) if not."""
     old_world = int(ckpt.get("world_size", 1))
-    offset = int(ckpt["iteration"]) - int(ckpt["epoch"]) * int(ckpt.get("steps_per_epoch", steps_per_epoch))
-    same = old_world == du.get_world_size() and int(ckpt.get("steps_per_epoch", steps_per_epoch)) == steps_per_epoch
-    if not same and offset != 0:
-        raise CheckpointError(
-            f"{path} was saved mid-epoch by a run with {old_world} processes and {ckpt.get('steps_per_epoch')} "
-            f"steps per epoch; now {du.get_world_size()} and {steps_per_epoch}. Resume with the same number of "
-            "processes (or from an epoch-end checkpoint)."
-        )
     if old_world != du.get_world_size():
         logger.warning(
-            "resuming with %d processes instead of %d: the total batch (and the linearly scaled LR) differ, and "
-            "each rank's RNG stream (dropout masks, any torch/NumPy/Python randomness in the step) starts anew "
-            "from SEED + rank, so the run is no longer bit-identical to an uninterrupted one. The data order and "
-            "augmentation stay seeded from (SEED, epoch, index).", du.get_world_size(), old_world)
+            "resuming with %d processes instead of %d: no longer bit-identical to an uninterrupted run. The "
+            "total batch (and the linearly scaled LR) differ; each rank's RNG stream (dropout masks, any "
+            "torch/NumPy/Python randomness in the step) starts anew from SEED + rank instead of its saved "
+            "state; a mid-epoch position is recounted in steps of the new size. Unchanged: the epoch's sample "
+            "order and augmentation, seeded from (SEED, epoch, index), and no sample of the epoch is seen twice "
+            "or skipped.", du.get_world_size(), old_world)
     return old_world == du.get_world_size()
 
 
 def restore(loop: TrainLoop, ckpt: Dict[str, Any], path: str) -> None:
     """Weights, optimiser, scaler, hook states and (same world size) this rank's RNG state."""
-    same_world = _check_world(ckpt, path, loop.steps_per_epoch)
+    same_world = _same_world(ckpt)
     unwrap_model(loop.model).load_state_dict(ckpt["model"])
     loop.optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
@@ -121,6 +115,5 @@ def restore(loop: TrainLoop, ckpt: Dict[str, Any], path: str) -> None:
     if same_world:
         per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
         set_rng_state(per_rank[du.get_rank()] if len(per_rank) > du.get_rank() else ckpt["rng"])
-    loop.iteration = int(ckpt["iteration"])
     loop.storage["kept_checkpoint"] = path
     logger.info("resumed from %s: epoch %d, iteration %d", path, ckpt["epoch"], loop.iteration)

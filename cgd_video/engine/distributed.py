@@ -16,6 +16,7 @@ import torch.distributed as dist
 __all__ = [
     "DistInfo", "init_distributed", "cleanup", "is_dist", "get_rank", "get_world_size", "is_main_process",
     "barrier", "all_gather_objects", "all_reduce_flag", "all_reduce_sum", "all_reduce_tensor", "shard_indices",
+    "epoch_order", "train_shard",
 ]
 
 
@@ -110,3 +111,22 @@ def shard_indices(n: int, rank: int | None = None, world: int | None = None) -> 
     rank = get_rank() if rank is None else rank
     world = get_world_size() if world is None else world
     return list(range(rank, n, world))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> List[int]:
+    """The global sample order of training epoch ``epoch``: a permutation of ``range(n)`` seeded by
+    ``seed + epoch`` (the one ``DistributedSampler(shuffle=True, seed=seed)`` draws after ``set_epoch``)."""
+    g = torch.Generator()
+    g.manual_seed(seed + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def train_shard(order: List[int], consumed: int, rank: int, world: int, steps: int, per_step: int) -> List[int]:
+    """Rank ``rank``'s next ``steps * per_step`` samples after the first ``consumed`` of ``order``.
+
+    Rank r takes ``order[consumed:][r::world]``: with ``consumed = 0`` this is DistributedSampler's shard,
+    and the first ``k * world`` samples of the order are exactly what every rank's first ``k`` took. So a
+    run resumed mid-epoch with another world size (elastic) continues the same epoch order: no sample is
+    seen twice or skipped, beyond the last partial step of the epoch, dropped as always.
+    """
+    return order[consumed:][rank::world][: steps * per_step]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from cgd_video.engine import distributed as du
 from cgd_video.engine.checkpoint import unwrap_model
@@ -64,39 +64,59 @@ def _seed_everything(seed: int) -> None:
 
 
 class _EpochBatches:
-    """``(epoch, skip_steps) -> DataLoader`` over this rank's indices of that epoch, finished steps skipped."""
+    """``(epoch, skip_steps) -> DataLoader`` over this rank's samples of that epoch, finished steps skipped.
 
-    def __init__(self, job: TrainJob, sampler: DistributedSampler, steps_per_epoch: int, device: torch.device):
-        self.job, self.sampler, self.steps_per_epoch, self.device = job, sampler, steps_per_epoch, device
+    The order comes from ``du.epoch_order`` and is sharded after the samples already consumed
+    (``consumed[epoch]`` when a resume changed the world size, else ``skip_steps`` full steps of every rank).
+    """
+
+    def __init__(self, job: TrainJob, world: int, rank: int, device: torch.device):
+        self.job, self.world, self.rank, self.device = job, world, rank, device
+        self.per_step = job.loop.batch_size * job.loop.accum_steps
+        self.steps_per_epoch = len(job.train_dataset) // (self.per_step * world)
+        self.consumed: Dict[int, int] = {}
 
     def __call__(self, epoch: int, skip_steps: int) -> DataLoader:
         job = self.job
-        self.sampler.set_epoch(epoch)
         if hasattr(job.train_dataset, "set_epoch"):
             job.train_dataset.set_epoch(epoch)
-        per_step = job.loop.batch_size * job.loop.accum_steps
-        indices = list(self.sampler)[: self.steps_per_epoch * per_step][skip_steps * per_step:]
+        consumed = self.consumed.pop(epoch, skip_steps * self.per_step * self.world)
+        order = du.epoch_order(len(job.train_dataset), job.loop.seed, epoch)
+        indices = du.train_shard(order, consumed, self.rank, self.world, self.steps_per_epoch - skip_steps,
+                                 self.per_step)
         return DataLoader(job.train_dataset, batch_size=job.loop.batch_size, sampler=indices,
                           num_workers=job.run.num_workers, pin_memory=job.run.pin_memory and self.device.type == "cuda",
                           drop_last=False, worker_init_fn=ignore_stop_signals,
                           generator=torch.Generator().manual_seed(job.loop.seed * 100_003 + epoch))
+
+    def resume_iteration(self, iteration: int, old_world: int, old_steps_per_epoch: int) -> int:
+        """This run's iteration for a checkpoint saved at ``iteration`` by ``old_world`` processes: the
+        same on the same world size; else the epoch's consumed samples are kept and the remaining steps
+        recounted (the fractional epoch, hence the LR, moves by at most one step)."""
+        if old_world == self.world and old_steps_per_epoch == self.steps_per_epoch:
+            return iteration
+        epoch, done = divmod(iteration, old_steps_per_epoch)
+        if done == 0:
+            return epoch * self.steps_per_epoch
+        consumed = done * self.per_step * old_world
+        remaining = (len(self.job.train_dataset) - consumed) // (self.per_step * self.world)
+        self.consumed[epoch] = consumed
+        return epoch * self.steps_per_epoch + max(self.steps_per_epoch - remaining, 0)
 
 
 def _make_loop(job: TrainJob, device: torch.device, world: int, rank: int) -> TrainLoop:
     model = job.build_model().to(device)
     if job.loop.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    sampler = DistributedSampler(job.train_dataset, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=job.loop.seed, drop_last=True)
-    per_step = job.loop.batch_size * job.loop.accum_steps
-    steps_per_epoch = len(sampler) // per_step
+    batches = _EpochBatches(job, world, rank, device)
+    per_step, steps_per_epoch = batches.per_step, batches.steps_per_epoch
     if steps_per_epoch < 1:
         raise TrainSetupError(
             f"{len(job.train_dataset)} training videos over {world} process(es) give fewer than one step of "
             f"batch size x accumulation steps = {per_step} clips: lower the batch size")
     base_lr = scaled_base_lr(job.loop.base_lr, per_step * world, job.loop.reference_batch, job.loop.linear_scaling)
     loop = TrainLoop(model, job.build_optimizer(model, base_lr), grad_scaler(device, job.loop.amp),
-                     _EpochBatches(job, sampler, steps_per_epoch, device), job.prepare_batch, device,
+                     batches, job.prepare_batch, device,
                      steps_per_epoch, job.loop.max_epoch * steps_per_epoch, job.loop.accum_steps, job.loop.amp,
                      job.loop.clip_grad_norm)
     loop.storage["base_lr"] = base_lr
@@ -174,7 +194,11 @@ def train(job: TrainJob, extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]
                 "device %s", job.name, len(job.train_dataset), loop.steps_per_epoch,
                 job.loop.batch_size * info.world_size * job.loop.accum_steps, job.loop.batch_size,
                 info.world_size, job.loop.accum_steps, loop.storage["base_lr"], device)
-    loop.train(int(ckpt["iteration"]) if ckpt else 0)
+    start = 0
+    if ckpt is not None:
+        start = loop.batches_for.resume_iteration(int(ckpt["iteration"]), int(ckpt.get("world_size", 1)),
+                                                  int(ckpt.get("steps_per_epoch", loop.steps_per_epoch)))
+    loop.train(start)
     du.barrier()
     return dict(status=loop.stop_reason or "finished", val=_last_val(loop),
                 epoch=min(job.loop.max_epoch, loop.iteration // loop.steps_per_epoch), iteration=loop.iteration,
