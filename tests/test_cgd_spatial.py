@@ -176,3 +176,21 @@ def test_spatial_presets():
         model = create_model(name, num_frames=8, input_size=64)
         assert isinstance(model.layer1[0].attn, cls)
     assert create_model("c2d_r50_cgd_height", num_frames=8).layer4[0].attn.size == 14  # 224 crop: res5 input
+
+
+def test_configs_table3_row_alias_and_spatial_crops():
+    """*_cgd is the Table 3 row (temporal mean), *_cgd_mean its alias; spatial configs test at the training crop."""
+    import inspect
+
+    from cgd_video.config import load_config
+    from cgd_video.models import C2DResNet
+
+    for ds in ("ucf101", "minikinetics"):
+        row = load_config(f"{ds}_cgd")
+        assert row.MODEL.CGD_TEMPORAL == "mean" and row == load_config(f"{ds}_cgd_mean")
+        assert load_config(f"{ds}_cgd_shared").MODEL.CGD_TEMPORAL == "shared"
+        built_for = inspect.signature(C2DResNet).parameters["input_size"].default
+        for axis in ("height", "width"):
+            cfg = load_config(f"{ds}_cgd_{axis}")
+            assert cfg.MODEL.ATTENTION == f"cgd_{axis}"
+            assert cfg.DATA.TRAIN_CROP == cfg.DATA.TEST_CROP == built_for
