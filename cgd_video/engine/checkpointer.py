@@ -90,7 +90,7 @@ def load_for_resume(path: Path, arch: Dict[str, Any], recipe: Dict[str, Any]) ->
 def _same_world(ckpt: Dict[str, Any]) -> bool:
     """Whether the checkpoint was saved by as many processes as run now; warns (once per rank 0) if not."""
     old_world = int(ckpt.get("world_size", 1))
-    if old_world != du.get_world_size():
+    if old_world != du.get_world_size() and du.is_main_process():
         logger.warning(
             "resuming with %d processes instead of %d: no longer bit-identical to an uninterrupted run. The "
             "total batch (and the linearly scaled LR) differ; each rank's RNG stream (dropout masks, any "

@@ -149,7 +149,7 @@ class TrainLoop:
         for i, batch in enumerate(micro_batches):
             inputs, labels = self.prepare_batch(batch, self.device)
             if len(batch) > 3:  # (clips, labels, index, replaced_from): videos swapped for undecodable ones
-                self.replaced += int((torch.as_tensor(batch[3]) >= 0).sum())
+                self.replaced += (torch.as_tensor(batch[3]) >= 0).sum()  # a CPU tensor; read per epoch
             sync = self.model.no_sync() if ddp and i < self.accum_steps - 1 else nullcontext()
             with sync:
                 with autocast_context(self.device, self.amp):

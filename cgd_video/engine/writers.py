@@ -141,7 +141,7 @@ class MetricsHook(HookBase):
         self.bar.close()
         loop.raise_if_non_finite()
         stats = loop.epoch_meter.read()
-        replaced = int(du.all_reduce_sum(loop.replaced, loop.device))
+        replaced = int(du.all_reduce_sum(int(loop.replaced), loop.device))
         record = dict(type="epoch", epoch=loop.iteration // loop.steps_per_epoch, iteration=loop.iteration,
                       time=time.perf_counter() - self.epoch_started, loss=stats["loss"], train_acc=stats["acc"],
                       clips=stats["clips"], replaced_videos=replaced, data_time=loop.times["data"],
