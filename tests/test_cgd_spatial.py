@@ -54,6 +54,26 @@ def test_outer_form_matches_authors_layer_reference():
     torch.testing.assert_close(m(x), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("temporal", ["mean", "frame"])
+@pytest.mark.parametrize("axis", ["height", "width"])
+def test_spatial_mean_and_frame_modes_match_reference(axis, temporal):
+    """Fig. 4(b)/(c) v10 with the final tanh, per frame (frame) or on the temporal mean (mean), in float64."""
+    torch.manual_seed(3)
+    n, c, t, h, w = 2, 3, 3, 4, 5
+    m = _randomise(CGDSpatial(h if axis == "height" else w, axis=axis, temporal=temporal)).double()
+    ws, bs = [s.weight.detach() for s in m.stages], [s.bias.detach() for s in m.stages]
+    x = torch.randn(n, c, t, h, w, dtype=torch.float64)
+    expected = torch.empty_like(x)
+    for ni in range(n):
+        for ti in range(t):
+            frame = x[ni].mean(1) if temporal == "mean" else x[ni, :, ti]  # (C, H, W)
+            lines = frame.permute(1, 0, 2) if axis == "height" else frame.permute(2, 0, 1)  # (size, C, other)
+            y = torch.tanh(_ref_axis(lines.mean((1, 2)), lines.amax((1, 2)), ws, bs))
+            scale = (1 + y)[:, None] if axis == "height" else (1 + y)[None, :]
+            expected[ni, :, ti] = x[ni, :, ti] * scale
+    torch.testing.assert_close(m(x), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_outer_form_zero_init_is_identity_and_rejects_other_variants():
     x = torch.randn(1, 2, 2, 3, 4)
     torch.testing.assert_close(CGDSpatialOuter(3, 4, init="zeros")(x), x)
