@@ -25,6 +25,8 @@ the peak resident set size during one step (``VmHWM`` of /proc/self/status after
 so that freed tensors go back to the OS instead of hiding in malloc's free lists.
 
 ``--quick``: 8 frames at 112x112, 10 pairs, fp32 + channels_last: about two minutes on 2 CPU cores.
+``--models`` / ``--modes`` / ``--no-ptv`` restrict what is timed (``benchmarks/gpu_check.sh`` uses them to keep
+the compiled variant, where every model and mode is one compilation, inside its time budget).
 """
 
 from __future__ import annotations
@@ -222,7 +224,14 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
             entry[f"{mode}_ms"] = 1e3 * statistics.median(ts)
             entry[f"{mode}_peak_bytes"] = mem.get(name)
 
-    # Group 1: ours vs PyTorchVideo, same (PyTorchVideo 8-frame) layout and input, forward.
+    if not args.no_ptv:
+        _pytorchvideo_group(args, variant, device, out, record)
+    _overhead_group(args, variant, device, out, record)
+    return out
+
+
+def _pytorchvideo_group(args, variant: str, device: torch.device, out: dict, record) -> None:
+    """Group 1: ours vs PyTorchVideo, same (PyTorchVideo 8-frame) layout and input, forward."""
     t_ptv = args.ptv_frames
     x = torch.randn(args.batch, 3, t_ptv, args.size, args.size)
     ours = build_ours("c2d_r50", {}, t_ptv, "pytorchvideo8")
@@ -250,14 +259,16 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
     del group, ours, fused, steps, fwd
     gc.collect()
 
-    # Group 2: overheads on the 32-frame C2D-R50, forward + backward and forward.
+
+def _overhead_group(args, variant: str, device: torch.device, out: dict, record) -> None:
+    """Group 2: overheads on the 32-frame C2D-R50, forward + backward and forward."""
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
     steps = {
         k: make_steps(*prepare(build_ours(name, kw, args.frames, "nonlocal32"), x, device, variant), variant)
-        for k, (name, kw) in OVERHEAD_MODELS.items()
+        for k, (name, kw) in OVERHEAD_MODELS.items() if k in args.models
     }
-    others = [k for k in OVERHEAD_MODELS if k != "c2d"]
-    for mode in ("train", "forward"):
+    others = [k for k in OVERHEAD_MODELS if k != "c2d" and k in args.models]
+    for mode in args.modes:
         fns = {k: s[mode] for k, s in steps.items()}
         results, times = interleaved(fns, [("c2d", k) for k in others], args.pairs, args.warmup, device,
                                      f"{variant}: overhead {mode}")
@@ -266,7 +277,8 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
             out["ratios"][f"{res.b}_overhead_{mode}"] = res.summary()["median"]
             out["ratio_spread"][f"{res.b}_overhead_{mode}"] = res.summary()
         record("overhead", times, mode, mem)
-    return out
+    del steps
+    gc.collect()
 
 
 def render(result: dict) -> str:
@@ -283,7 +295,8 @@ def render(result: dict) -> str:
                 return "n/a" if m.get(key) is None else f"{m[key] / 2**20:.0f}"
 
             train = f"{m['train_ms']:.1f}" if "train_ms" in m else "-"
-            lines.append(f"{name:<22}{m['forward_ms']:>10.1f}{train:>12}{mb('forward_peak_bytes'):>13}"
+            fwd = f"{m['forward_ms']:.1f}" if "forward_ms" in m else "-"
+            lines.append(f"{name:<22}{fwd:>10}{train:>12}{(mb('forward_peak_bytes') if 'forward_ms' in m else '-'):>13}"
                          f"{(mb('train_peak_bytes') if 'train_ms' in m else '-'):>15}")
             if "forward_fused_ms" in m:
                 lines.append(f"{name + ' (fused)':<22}{m['forward_fused_ms']:>10.1f}{'-':>12}"
@@ -307,8 +320,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: "
                                        f"{'/'.join(DEFAULT_VARIANTS['cpu'])} on cpu, all on cuda)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--models", default=",".join(OVERHEAD_MODELS),
+                    help="comma list of the overhead group's models (c2d is always timed)")
+    ap.add_argument("--modes", default="train,forward", help="comma list of train, forward (overhead group)")
+    ap.add_argument("--no-ptv", action="store_true", help="skip the ours vs PyTorchVideo forward group")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
+    args.models = ["c2d", *(m for m in args.models.split(",") if m and m != "c2d")]
+    args.modes = [m for m in args.modes.split(",") if m]
+    for flag, chosen, valid in (("--models", args.models, OVERHEAD_MODELS), ("--modes", args.modes, ("train", "forward"))):
+        if any(v not in valid for v in chosen) or not chosen:
+            ap.error(f"{flag}: unknown or empty {[v for v in chosen if v not in valid]}; valid: {', '.join(valid)}")
     args.frames = args.frames or (8 if args.quick else 32)
     args.ptv_frames = args.ptv_frames or 8
     args.size = args.size or (112 if args.quick else 224)
@@ -329,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("bench_model.py: --device cuda but torch.cuda.is_available() is False")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as training would run; warm-up calls pick the algorithms
     pinned = _pin_malloc() if device.type == "cpu" else False
     result = {
         "device": str(device),
@@ -352,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["variants"][variant] = run_variant(args, variant, device)
     result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     result["ratios"] = dict(result["variants"][args.variants[0]]["ratios"])
+    result["models_timed"], result["modes"], result["no_ptv"] = args.models, args.modes, args.no_ptv
     result["ratios_variant"] = args.variants[0]
     print(render(result))
     if args.json:

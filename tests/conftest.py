@@ -10,6 +10,18 @@ import pytest
 
 from cgd_video.data.synthetic import encode_mp4, render_video, write_synthetic_dataset
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests skip where torch sees no CUDA GPU (benchmarks/gpu_check.sh runs them)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Tiny on purpose: 4 classes x 3 videos (2 train + 1 test each), 24 frames of 64x48, under a second.
