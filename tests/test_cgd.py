@@ -443,3 +443,45 @@ def test_channels_last_output_and_grads_match_contiguous(variant, temporal, layo
     m.eval()
     with torch.no_grad():
         torch.testing.assert_close(m(xc), m(x0), rtol=1e-6, atol=1e-6)
+
+
+# ---- what the custom backward keeps, ties, saturation ------------------------------------------------
+
+
+def test_fused_backward_saves_the_output_not_the_input():
+    """Only the output (which the following BN saves anyway) is kept for the backward: no copy of X."""
+    m = _randomised(CGD(8, variant="v10", temporal="shared"))
+    x = torch.randn(2, 8, 3, 5, 4, requires_grad=True)
+    out = m(x)
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 1 and saved[0].data_ptr() == out.data_ptr()
+    assert all(t.untyped_storage().data_ptr() != x.untyped_storage().data_ptr() for t in saved)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_fused_backward_splits_max_gradient_between_ties(layout):
+    """Exact ties of the spatial max share d max evenly, as autograd's amax backward does."""
+    m = _randomised(CGD(4, variant="v6", temporal="shared"), seed=3)  # f = max pool
+    x = torch.randn(2, 4, 3, 5, 4)
+    x[:, :, :, 1, 2] = 9.0
+    x[:, :, :, 3, 0] = 9.0  # two maxima per (sample, channel, frame)
+    if layout == "channels_last_3d":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    gout = torch.randn(x.shape)
+    g1 = torch.autograd.grad(m(x1), [x1, *m.parameters()], gout)
+    g2 = torch.autograd.grad(x2 * m.scale(x2), [x2, *m.parameters()], gout)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_saturated_scale_stays_positive_and_gradients_finite():
+    """tanh at -1 (z << 0) would make s = 0 and lose X; s is kept >= 2^-24 and the backward is finite."""
+    m = CGD(4, variant="v10", temporal="shared")
+    with torch.no_grad():
+        m.stages[-1].bias.fill_(-40.0)
+    x = torch.randn(2, 4, 3, 5, 4, requires_grad=True)
+    out = m(x)
+    assert (m.scale(x) > 0).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in m.parameters())

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cgd_video.models.folding import _cpu_affine
+from cgd_video.models.cgd_kernels import PooledRescale, channel_rows, frame_pools, positive_scale
+
+_channel_rows = channel_rows  # the name the tests and older callers import
 
 __all__ = ["CGD", "CGDStage", "VARIANTS", "TEMPORAL_MODES", "INITS"]
 
@@ -187,7 +189,7 @@ class CGD(nn.Module):
     def _pool(self, x: Tensor, dtype: torch.dtype) -> dict[str, Tensor]:
         """Pooled descriptors as (N, T', D) in ``dtype``: average (and max if needed), pooled once."""
         if self.temporal == "mean":
-            rows = _channel_rows(x)
+            rows = channel_rows(x)
             if rows is not None:  # channels innermost: reduce the (N, T, H*W, C) view, C kept
                 xm = rows.mean(1, dtype=dtype)  # (N, H*W, C)
                 pools = {"a": xm.mean(1), "m": xm.amax(1)} if self._need_max else {"a": xm.mean(1)}
@@ -197,7 +199,7 @@ class CGD(nn.Module):
             else:
                 pools = {"a": x.mean((2, 3, 4), dtype=dtype)}
             return self._softmax({k: v.unsqueeze(1) for k, v in pools.items()})  # (N, 1, C)
-        avg, mx = _frame_pools(x, dtype, self._need_max)
+        avg, mx = frame_pools(x, dtype, self._need_max)
         return self._arrange(avg, mx)
 
     def _arrange(self, avg: Tensor, mx: Tensor | None) -> dict[str, Tensor]:
@@ -264,7 +266,7 @@ class CGD(nn.Module):
         """Descriptor y (N, T', D) -> ``1 + y`` as (N, C, T or 1, 1, 1) in ``dtype``."""
         n, c, t = x_shape[:3]
         t_out = t if self.temporal in _PER_FRAME_OUTPUT else 1
-        s = (1.0 + y.reshape(n, t_out, c).transpose(1, 2))[..., None, None]
+        s = positive_scale(y.reshape(n, t_out, c).transpose(1, 2))[..., None, None]
         return s if s.dtype == dtype else s.to(dtype)
 
     def scale(self, x: Tensor) -> Tensor:
@@ -280,7 +282,7 @@ class CGD(nn.Module):
             and _eager(x)
         ):
             self._check_input(x)
-            return _PooledRescale.apply(x, self, *params)
+            return PooledRescale.apply(x, self, *params)
         return x * self.scale(x)
 
 
@@ -289,114 +291,6 @@ def _eager(x: Tensor) -> bool:
     return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
 
 
-def _channel_rows(x: Tensor) -> Tensor | None:
-    """(N, T, H*W, C) view of x (N, C, T, H, W) when channels are its innermost dim, else None.
-
-    That is the layout of a channels_last_3d clip and of the clip view of a channels_last
-    (N*T, C, H, W) frame batch. CPU reductions over dims (3, 4) of such a tensor take a strided
-    kernel 10-60x slower than reducing dim 2 of this view (C stays contiguous); a plain
-    contiguous x returns None and keeps the (3, 4) reductions, already the fast ones there.
-    """
-    if x.is_contiguous():
-        return None
-    v = x.permute(0, 2, 3, 4, 1)
-    return v.flatten(2, 3) if v.is_contiguous() else None
-
-
-def _frame_pools(x: Tensor, dtype: torch.dtype, need_max: bool) -> tuple[Tensor, Tensor | None]:
-    """Spatial average and max of every (sample, channel, frame) as (N, C, T) in ``dtype``."""
-    rows = _channel_rows(x)
-    src, dims = (x, (3, 4)) if rows is None else (rows, 2)
-    avg = src.mean(dims) if x.dtype == dtype else src.mean(dims, dtype=dtype)
-    mx = src.amax(dims) if need_max else None
-    if rows is not None:  # (N, T, C) -> (N, C, T), a view
-        avg = avg.transpose(1, 2)
-        mx = None if mx is None else mx.transpose(1, 2)
-    if mx is None:
-        return avg, None
-    return avg, (mx if mx.dtype == dtype else mx.to(dtype))
-
-
-def _spatial_argmax(x: Tensor) -> Tensor:
-    """Index h*W + w of every (sample, channel, frame) maximum of x (N, C, T, H, W) as (N, C, T).
-
-    Only the backward pass needs it (the forward takes the much faster ``amax``). On a
-    channels_last frame batch ``max_pool2d_with_indices`` is the fast kernel; otherwise ``argmax``.
-    """
-    n, c, t, h, w = x.shape
-    frames = x.transpose(1, 2).flatten(0, 1)  # a view for the clip view of a frame batch
-    if frames.dim() == 4 and frames.is_contiguous(memory_format=torch.channels_last) and not frames.is_contiguous():
-        idx = F.max_pool2d_with_indices(frames, (h, w))[1]  # (N*T, C, 1, 1)
-        return idx.view(n, t, c).transpose(1, 2)
-    return x.flatten(3).argmax(-1)
-
-
-def _dot_hw(a: Tensor, b: Tensor) -> Tensor:
-    """sum over H, W of a * b as (N, C, T), without an (N, C, T, H, W) temporary where possible.
-
-    Channels-innermost a and b are reduced along dim 2 of their (N, T, H*W, C) views
-    (:func:`_channel_rows`): about 5x faster on CPU than the vecdot over strided H*W rows.
-    """
-    ra, rb = _channel_rows(a), _channel_rows(b)
-    if ra is not None and rb is not None:
-        return torch.linalg.vecdot(ra, rb, dim=2).transpose(1, 2)
-    return torch.linalg.vecdot(a.flatten(3), b.flatten(3))
-
-
-class _PooledRescale(torch.autograd.Function):
-    """``x * scale(avg(x), max(x))`` (Eq. 11) with a hand-written backward over X.
-
-    Autograd's generic graph makes three full-size gradients for X (from the rescale, the average
-    pool and the tie mask of ``amax``) and sums them. Here the backward reads grad_out and X once
-    for ``d scale`` (a per-row dot product), writes grad_x once as ``grad_out * scale + d avg / HW``,
-    and adds ``d max`` at the argmax positions by a scatter; the tiny descriptor graph (Eq. 10/12,
-    Table 2) is differentiated by autograd on the pooled (N, C, T) tensors only.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, module: CGD, *params: Tensor) -> Tensor:
-        dtype = _descriptor_dtype(x.dtype)
-        avg, mx = _frame_pools(x, dtype, module._need_max)
-        with torch.enable_grad():
-            leaves = [avg.requires_grad_()] + ([] if mx is None else [mx.requires_grad_()])
-            ps = [p.detach().requires_grad_(p.requires_grad) for p in params]
-            y = module._descriptor(module._arrange(avg, mx), ps)
-            scale = module._to_scale(y, x.shape, x.dtype)
-        ctx.graph = (scale, leaves, ps)
-        ctx.save_for_backward(x)
-        return x * scale.detach()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        scale, leaves, ps = ctx.graph
-        s = scale.detach()
-        g_scale = _dot_hw(grad, x)  # (N, C, T)
-        if s.shape[2] == 1:
-            g_scale = g_scale.sum(2, keepdim=True)
-        wanted = leaves + [p for p in ps if p.requires_grad]
-        grads = torch.autograd.grad(scale, wanted, g_scale[..., None, None].to(scale.dtype),
-                                    retain_graph=True, allow_unused=True)  # backward may run twice (gradcheck)
-        g_avg = grads[0]
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            hw = x.shape[3] * x.shape[4]
-            shift = (g_avg / hw).to(x.dtype)[..., None, None]
-            grad_x = _affine(grad, s, shift)
-            if len(leaves) == 2:
-                idx = _spatial_argmax(x)
-                flat = grad_x.flatten(3)
-                if not flat._is_view():
-                    grad_x = grad_x.contiguous()
-                    flat = grad_x.flatten(3)
-                flat.scatter_add_(-1, idx.unsqueeze(-1), grads[1].to(x.dtype).unsqueeze(-1))
-        it = iter(grads[len(leaves):])
-        return (grad_x, None, *(next(it) if p.requires_grad else None for p in ps))
-
-
-def _affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
-    """``x * mult + shift`` with per-(sample, channel[, frame]) mult/shift, in one pass."""
-    out = _cpu_affine(x, mult, shift) if x.device.type == "cpu" else None
-    if out is None:
-        out = torch.addcmul(shift, x, mult)
-    return out
+def _eager(x: Tensor) -> bool:
+    """Eager autograd: traced/scripted/compiled graphs see the plain ops, not the custom Function."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
