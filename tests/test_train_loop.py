@@ -76,6 +76,28 @@ def test_hooks_see_every_stage_in_order():
                            "after_epoch 4", "after_train"]
 
 
+def test_steps_run_in_train_mode_after_an_evaluation():
+    """An epoch-end evaluation puts the model in eval mode; the next epoch's steps must train again
+    (BN batch statistics, dropout), as a fresh run would."""
+    loop = _loop(_data(4, 2), steps_per_epoch=2)
+    loop.max_iter = 4
+    loop.batches_for = lambda epoch, skip: _data(2, 2, seed=epoch)[skip:]
+    modes = []
+
+    class _Eval(HookBase):
+        def after_epoch(self):
+            self.loop.model.eval()
+
+    class _Mode(HookBase):
+        def before_step(self):
+            modes.append(self.loop.model.training)
+
+    loop.model.eval()  # whatever mode it arrives in
+    loop.register([_Eval(), _Mode()])
+    loop.train(0)
+    assert modes == [True] * 4
+
+
 class _CountReads(HookBase):
     """Counts tensor -> Python reads made inside steps that are not logging steps."""
 

@@ -129,6 +129,7 @@ class TrainLoop:
             while self.iteration < self.max_iter and self.stop_reason is None:
                 self.epoch = self.iteration // self.steps_per_epoch
                 skip = self.iteration - self.epoch * self.steps_per_epoch
+                self.model.train()  # evaluation (a hook) leaves the model in eval mode
                 for micro_batches in _steps(self.batches_for(self.epoch, skip), self.accum_steps, self.times):
                     self._call("before_step")
                     self.run_step(micro_batches)
