@@ -54,16 +54,27 @@ def test_worker_and_device_give_the_same_clip_bit_for_bit(mixed_records):
     assert not torch.equal(worker[0][0], out[0])  # the epoch changes the draw
 
 
-def test_sources_larger_than_needed_are_scaled_while_decoding(mixed_records):
+def test_sources_larger_than_needed_are_scaled_while_decoding(mixed_records, monkeypatch):
     """crop 24 (paper): the decoder scales the shorter side to ceil(24 / 0.75) = 32, both sources alike."""
+    from cgd_video.data import datasets
+
     ds = TrainClipDataset(mixed_records, device_augment=True, **KW)
     assert ds.short_side == ds.carry_size == 32
+    decoded = []
+    real = datasets.read_clip
 
-    for i in (0, 1):  # 64x48 and 80x60 sources, both decoded at 43x32
+    def spy(reader, indices_fn):
+        frames = real(reader, indices_fn)
+        decoded.append(tuple(frames.shape[1:3]))
+        return frames
+
+    monkeypatch.setattr(datasets, "read_clip", spy)
+    for i in (0, 1):  # 64x48 and 80x60 sources
         canvas, *_, params = ds[i]
         top, left, h, w, _ = params.tolist()
         assert canvas.shape == (4, 32, 32, 3) and (top, left) == (0, 0) and 24 <= h == w <= 32
         assert canvas[:, h:].eq(0).all() and canvas[:, :, w:].eq(0).all() and canvas[:, :h, :w].float().mean() > 1
+    assert decoded == [(32, 43), (32, 43)]
 
 
 def test_carry_cuts_the_box_exactly_and_fits_larger_ones():
@@ -152,3 +163,19 @@ def test_flip_mirrors_the_clip():
     plain = A.augment(frames[None], torch.tensor([[2, 3, 30, 30, 0]]), 24)
     flipped = A.augment(frames[None], torch.tensor([[2, 3, 30, 30, 1]]), 24)
     assert torch.equal(plain.flip(-1), flipped) and not torch.equal(plain, flipped)
+
+
+@pytest.mark.cuda
+def test_augment_on_cuda_matches_the_cpu_and_prepare_batch_uses_it(mixed_records):
+    """On the GPU the same canvases and parameters give the CPU's clip within one uint8 step of the resize
+    (torchvision resizes uint8 on CUDA through float); prepare_batch augments on the device."""
+    from cgd_video.boundary.training import prepare_batch
+
+    ds = TrainClipDataset(mixed_records, seed=2, device_augment=True, **KW)
+    batch = default_collate([ds[i] for i in range(len(ds))])
+    cpu = A.augment(batch[0], batch[4], 24)
+    gpu = A.augment(batch[0].cuda(), batch[4], 24)
+    assert gpu.is_cuda and gpu.shape == cpu.shape
+    assert (gpu.cpu() - cpu).abs().max().item() <= 1.01 / 255 / 0.224
+    inputs, labels = prepare_batch(batch, torch.device("cuda"), augment=lambda c, p: A.augment(c, p, 24))
+    assert inputs.is_cuda and inputs.dtype == torch.float32 and torch.equal(inputs, gpu) and labels.is_cuda
