@@ -7,12 +7,17 @@ never X: ``d s = sum_hw(grad * X) = sum_hw(grad * out) / s`` (``s = 1 + tanh(.) 
 keeps it so), and the max-pool position is where ``out == max(X) * s`` (the same rounding as the
 forward's product, so the comparison is exact). The argmax over H*W that the backward needed before
 cost 10-40x an ``amax`` on the CPU.
+
+On CUDA (float32 / bfloat16 / float16) the passes over X are the Triton kernels of
+:mod:`cgd_video.models.cgd_triton`: one kernel for both pools, two for the backward; the eager ops
+below are the fallback (CPU, float64, no triton) and the reference they are tested against.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from cgd_video.models import cgd_triton
 from cgd_video.models.folding import _cpu_affine
 
 __all__ = ["PooledRescale", "channel_rows", "frame_pools", "positive_scale"]
@@ -81,14 +86,14 @@ def _affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
     return out
 
 
-def _add_max_grad(grad_x: Tensor, out: Tensor, mx: Tensor, s: Tensor, d_max: Tensor) -> None:
+def _add_max_grad(grad_x: Tensor, out: Tensor, m_ref: Tensor, d_max: Tensor) -> None:
     """Add d_max (N, C, T) at every spatial max of X into grad_x, split evenly between ties (as ``amax``).
 
-    The max positions of X are those of ``out = X * s`` equal to ``max(X) * s`` rounded as the forward
-    rounded it. On the CPU the few positions are found by ``nonzero`` (no host sync there); on a GPU
+    The max positions of X are those of ``out = X * s`` equal to ``m_ref = max(X) * s`` (N, C, T), rounded
+    as the forward rounded it. On the CPU the few positions are found by ``nonzero`` (no host sync there); on a GPU
     the mask is applied densely so that nothing waits for the device.
     """
-    eq = out == mx.to(out.dtype)[..., None, None] * s
+    eq = out == m_ref[..., None, None]
     if out.device.type == "cpu":
         idx = eq.nonzero(as_tuple=True)
         cnt = torch.zeros(eq.shape[:3], dtype=d_max.dtype).index_put_(
@@ -112,7 +117,11 @@ class PooledRescale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, module, *params: Tensor) -> Tensor:
-        avg, mx = frame_pools(x, torch.promote_types(x.dtype, torch.float32), module._need_max)
+        ctx.triton = x.dtype in _TRITON_DTYPES and cgd_triton.available(x)
+        if ctx.triton:
+            avg, mx = cgd_triton.pool_stats(x, module._need_max)
+        else:
+            avg, mx = frame_pools(x, torch.promote_types(x.dtype, torch.float32), module._need_max)
         with torch.enable_grad():
             leaves = [avg.requires_grad_()] + ([] if mx is None else [mx.requires_grad_()])
             ps = [p.detach().requires_grad_(p.requires_grad) for p in params]
@@ -127,19 +136,29 @@ class PooledRescale(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
         scale, leaves, ps = ctx.graph
-        s = scale.detach()
-        d_out = _dot_hw(grad, out)  # (N, C, T): sum_hw(grad * X) * s
+        s = scale.detach()  # (N, C, T', 1, 1) in out's dtype
+        fused = ctx.triton and cgd_triton.available(grad)
+        # max(X) * s rounded as the forward's product rounded it: where out equals it, X had its max
+        m_ref = (leaves[1].detach().to(out.dtype)[..., None, None] * s)[..., 0, 0] if len(leaves) == 2 else None
+        dot, cnt = cgd_triton.backward_rows(grad, out, m_ref) if fused else (_dot_hw(grad, out), None)
         if s.shape[2] == 1:
-            d_out = d_out.sum(2, keepdim=True)
-        g_scale = d_out.to(scale.dtype) / s[..., 0, 0].to(scale.dtype)
+            dot = dot.sum(2, keepdim=True)
+        g_scale = dot.to(scale.dtype) / s[..., 0, 0].to(scale.dtype)  # sum_hw(grad * X)
         wanted = leaves + [p for p in ps if p.requires_grad]
         grads = torch.autograd.grad(scale, wanted, g_scale[..., None, None],
                                     retain_graph=True, allow_unused=True)  # backward may run twice (gradcheck)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            hw = out.shape[3] * out.shape[4]
-            grad_x = _affine(grad, s, (grads[0] / hw).to(out.dtype)[..., None, None])
-            if len(leaves) == 2:
-                _add_max_grad(grad_x, out, leaves[1].detach(), s, grads[1])
+            shift = grads[0] / (out.shape[3] * out.shape[4])
+            if fused:
+                d_max = None if m_ref is None else grads[1].float() / cnt
+                grad_x = cgd_triton.backward_apply(grad, out, s[..., 0, 0].float(), shift.float(), m_ref, d_max)
+            else:
+                grad_x = _affine(grad, s, shift.to(out.dtype)[..., None, None])
+                if m_ref is not None:
+                    _add_max_grad(grad_x, out, m_ref, grads[1])
         it = iter(grads[len(leaves):])
         return (grad_x, None, *(next(it) if p.requires_grad else None for p in ps))
+
+
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
