@@ -20,7 +20,8 @@ synthetic 7 s, 25 fps videos: h264 320x240 (keyframe every ``--gop``), mpeg4 wit
 (like UCF-101's Xvid), h264 1280x720 (like Kinetics originals: the 320x240 drawing upscaled plus a
 scrolling fine texture, so the encoder has detail to code) and that 720p set preprocessed to short side 256
 (``cgd_video.data.preprocess.transcode``, keyframe every 32). Cases, timed interleaved per video (each
-video runs every case in turn, so load from other jobs hits all alike):
+video runs every case in turn, in an order rotated from video to video, so load from other jobs and
+cache effects hit all alike):
   before    today's ``TrainClipDataset`` item as of commit 70cedd4 (frozen below): decord on every
             container at full size, uint8 crop + torchvision resize + flip + float normalisation in the
             worker. Its decode alone is timed too (``before: decode only``).
@@ -248,11 +249,13 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[st
             fn(0, 99)  # warm-up (imports, first open)
         spent = {case: 0.0 for case in cases}
         items = 0
+        order = list(cases)
         for r in tqdm(range(repeats), desc=f"items {name}", unit="pass"):
             for i in range(len(videos)):
-                for case, fn in cases.items():
+                shift = (r * len(videos) + i) % len(order)  # rotate: no case always runs first or last
+                for case in order[shift:] + order[:shift]:
                     start = time.perf_counter()
-                    fn(i, r)
+                    cases[case](i, r)
                     spent[case] += time.perf_counter() - start
                 items += 1
         rates[name] = {case: items / s for case, s in spent.items()}

@@ -55,7 +55,7 @@ def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, 
     with open(out / "check_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "status", "frames", "fps", "size", "codec", "reader", "error"]
-    assert {row["reader"] for row in rows if row["status"] == "ok"} == {"decord"}  # mp4: decord is exact
+    assert {row["reader"] for row in rows if row["status"] == "ok"} == {"pyav"}  # the default backend
     status = {row["path"]: row["status"] for row in rows}
     bad_names = {f"Mixed/{p.name}" for p in bad_videos.values()}
     assert {p for p, s in status.items() if s == "error"} == bad_names and len(status) == 6
@@ -67,7 +67,8 @@ def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, 
 
 
 def test_report_names_the_reader_of_each_file(synthetic_dataset, tmp_path):
-    """An AVI (where decord's random access is not frame-exact) is read with PyAV; an mp4 with decord."""
+    """With DATA.BACKEND decord, an AVI (where decord's random access is not frame-exact) is read with PyAV
+    and an mp4 with decord; the default backend reads both with PyAV."""
     import av
 
     avi = tmp_path / "clip.avi"
@@ -82,5 +83,6 @@ def test_report_names_the_reader_of_each_file(synthetic_dataset, tmp_path):
         for packet in stream.encode():
             container.mux(packet)
     mp4 = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[0]
-    results = check_videos([avi, mp4], workers=0, progress=False)
+    results = check_videos([avi, mp4], workers=0, progress=False, backend="decord")
     assert [(r.status, r.reader, r.codec) for r in results] == [("ok", "pyav", "mpeg4"), ("ok", "decord", "h264")]
+    assert {r.reader for r in check_videos([avi, mp4], workers=0, progress=False)} == {"pyav"}

@@ -109,8 +109,8 @@ class TrainClipDataset(_VideoListDataset):
             ``jitter``, random crop); both flip.
         jitter: short-side range for ``aug="jitter"``.
         mean, std: normalisation in [0, 1] units.
-        backend: ``"decord"`` (PyAV where decord is not frame-exact, and as its fallback), ``"pyav"`` or
-            ``"frames"``.
+        backend: ``"pyav"`` (seek + skip on mp4/mkv, sequential elsewhere), ``"decord"`` (PyAV where decord
+            is not frame-exact, and as its fallback) or ``"frames"``.
         seed: base seed.
         max_retries: replacement attempts after the first failure; then a RuntimeError lists every
             path tried and why it failed.
@@ -129,7 +129,7 @@ class TrainClipDataset(_VideoListDataset):
         jitter: Sequence[int] = (256, 320),
         mean: Sequence[float] = transforms.IMAGENET_MEAN,
         std: Sequence[float] = transforms.IMAGENET_STD,
-        backend: str = "decord",
+        backend: str = "pyav",
         seed: int = 0,
         max_retries: int = 10,
         device_augment: bool = False,

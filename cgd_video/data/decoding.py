@@ -15,10 +15,10 @@ Decode less: only the requested frames are converted to RGB, and ``short_side`` 
 scale (decord's ``width``/``height``, PyAV's ``reformat``) when the source is larger: full-HD frames never
 reach Python at full size.
 
-Backends
-  ``"decord"`` (default): random access by frame index on indexed containers, PyAV on others. When decord
-  cannot open or decode a file (e.g. AV1), the reader falls back to PyAV by itself (logged once, debug).
-  ``"pyav"``: the *video* stream (``container.streams.video[0]``); frames counted by demuxing packets (no
+Backends (``docs/BENCHMARKS.md`` §4b: on h264 the PyAV reader gives 1.5-1.7x decord's clips/s per worker)
+  ``"decord"``: random access by frame index on indexed containers, PyAV on others. When decord cannot
+  open or decode a file (e.g. AV1), the reader falls back to PyAV by itself (logged once, debug).
+  ``"pyav"`` (default): the *video* stream (``container.streams.video[0]``); frames counted by demuxing packets (no
   decoding). Indexed containers: seek + skip what the clip does not need; others: sequential decoding up
   to the largest requested index (:class:`PyAVReader`). If the stream ends before a requested frame (the
   count was wrong) it raises :class:`FrameCountMismatch` with the true count; :func:`read_clip` resamples.
@@ -99,7 +99,7 @@ class VideoReader(Protocol):
     def get_all(self) -> torch.Tensor: ...
 
 
-def reader_for(path: PathLike, backend: str = "decord") -> str:
+def reader_for(path: PathLike, backend: str = "pyav") -> str:
     """Which reader :func:`open_video` will use for ``path``: ``"decord"``, ``"pyav"`` or ``"frames"``.
 
     ``backend="decord"`` gives ``"pyav"`` for containers where decord's indexing cannot be trusted (AVI,
@@ -350,7 +350,7 @@ _READERS: dict[str, Callable[..., VideoReader]] = {
 BACKENDS = tuple(_READERS)
 
 
-def open_video(path: PathLike, backend: str = "decord", **kwargs) -> VideoReader:
+def open_video(path: PathLike, backend: str = "pyav", **kwargs) -> VideoReader:
     """Open a video file (or a folder of frames) for frame-index access.
 
     Args:

@@ -1,11 +1,11 @@
 """Find the videos that will not decode, before a training run meets them.
 
 :func:`check_videos` opens every video with :func:`cgd_video.data.decoding.open_video` (the reader the
-datasets use: decord with PyAV fallback) in a pool of processes, and decodes the first, middle and last
-frame (``full=True``: every frame). Stream facts (container, codec, size) come from PyAV probing, and
-``reader`` says which reader training and testing will use for the file (``decord``, or ``pyav`` where
-decord's random access is not frame-exact: AVI, MPEG-PS/TS; see :mod:`cgd_video.data.decoding`). After a
-fallback during the check (decord could not decode the file) it says ``pyav``. Results are written as
+datasets use for ``backend``, default ``"pyav"`` like ``DATA.BACKEND``) in a pool of processes, and
+decodes the first, middle and last frame (``full=True``: every frame). Stream facts (codec, size) come
+from PyAV probing, and ``reader`` says which reader training and testing will use for the file: with
+``backend="decord"``, ``decord`` on mp4/mkv and ``pyav`` where decord's random access is not frame-exact
+(AVI, MPEG-PS/TS; see :mod:`cgd_video.data.decoding`) or after a fallback during the check. Results are written as
 ``check_report.csv``; the lists keep only videos that decode and ``rejected.txt`` names the
 others with the reason. Files are never deleted or moved.
 """
@@ -46,13 +46,15 @@ class CheckResult:
         return self.status == "ok"
 
 
-def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = False) -> CheckResult:
+def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = False,
+                backend: str = "pyav") -> CheckResult:
     """Open and decode one video; never raises for a bad file (the reason goes to ``error``).
 
     Args:
         path: video path, relative to ``root`` when ``root`` is given (the report keeps it as given).
         root: data root; ``None`` when ``path`` is usable as is.
         full: decode every frame instead of the first, middle and last.
+        backend: the ``DATA.BACKEND`` the datasets will use.
     """
     from cgd_video.data.containers import probe
     from cgd_video.data.decoding import VideoDecodeError, open_video
@@ -62,7 +64,7 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
     codec, size = (info.codec, f"{info.width}x{info.height}") if info is not None else ("", "")
     reader = None
     try:
-        reader = open_video(file)
+        reader = open_video(file, backend)
         n = int(reader.num_frames)
         if n <= 0:
             raise VideoDecodeError(file, "no decodable frames")
@@ -90,14 +92,16 @@ def check_videos(
     workers: Optional[int] = None,
     full: bool = False,
     progress: bool = True,
+    backend: str = "pyav",
 ) -> List[CheckResult]:
-    """Check ``paths`` in parallel (``workers`` processes, default all CPUs; 0 = in this process).
+    """Check ``paths`` in parallel (``workers`` processes, default all CPUs; 0 = in this process), each
+    opened with ``backend`` (:func:`check_video`).
 
     Results come back in the order of ``paths``. A tqdm bar shows progress when ``progress``.
     """
     from tqdm import tqdm
 
-    jobs = [(p, root, full) for p in paths]
+    jobs = [(p, root, full, backend) for p in paths]
     workers = (os.cpu_count() or 1) if workers is None else workers
     bar = tqdm(total=len(jobs), desc="checking videos", unit="video", disable=not progress)
     results = []
