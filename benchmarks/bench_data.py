@@ -25,10 +25,10 @@ cache effects hit all alike):
   before    today's ``TrainClipDataset`` item as of commit 70cedd4 (frozen below): decord on every
             container at full size, uint8 crop + torchvision resize + flip + float normalisation in the
             worker. Its decode alone is timed too (``before: decode only``).
-  after     ``TrainClipDataset(device_augment=True)``: frame-exact reader choice, libav scaling to
-            ``ceil(224 / 0.75) = 299`` short side, the worker returns uint8 frames + drawn parameters.
-  steps     the same without decode-time scaling (``decode_scale=False``), and with the augmentation
-            still in the worker (``device_augment=False``, float out).
+  steps     for each reader (``decord``: frame-exact choice, PyAV on AVI; ``pyav``: seek + skip non-ref
+            frames on mp4/mkv): augmentation in the worker (float out), then device augmentation (the
+            worker returns the uint8 canvas) without and with libav scaling to ``ceil(224 / 0.75) = 299``.
+  after     ``TrainClipDataset(device_augment=True)`` with the defaults: ``pyav``, decode-time scaling.
   consumer  ``device_augment.augment`` of a batch of 8 on the CPU, per clip (what the training step adds).
 Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 canvases, batches of 4, pinned on CUDA) feeding a
 consumer that only runs ``augment``: clips/s on the h264 320x240 set.
@@ -41,7 +41,8 @@ Ratios in the JSON (``ratios``): ``decode_once_speedup`` (once / per-view videos
 ``decord_vs_pyav_train``, ``decord_vs_pytorchvideo_pyav_train``, ``decord_vs_pytorchvideo_decord_train``;
 ``train_item_speedup`` (after / before on h264 320x240) and ``train_item_speedup_<set>`` for every set,
 ``preprocessed_speedup_720p`` (after on the 256 copy / after on the 720p source),
-``decode_scale_speedup_720p`` (after / after without decode-time scaling, 720p), ``loader_2_vs_1_workers``.
+``decode_scale_speedup_720p`` (after / after without decode-time scaling, 720p),
+``device_augment_speedup`` and ``pyav_vs_decord_reader`` (h264 320x240), ``loader_2_vs_1_workers``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def _pytorchvideo(decoder: str) -> Callable[[Path, int], object]:
 
 # --- train items per worker and the full loader (issue 11) -------------------------------------------------
 
+BEFORE = "before: TrainClipDataset item (70cedd4)"
+AFTER = "after: pyav (default), device augmentation + decode scaling"
 ITEM_SETS = ("h264_320x240", "mpeg4_avi_320x240", "h264_1280x720", "h264_720p_pre256")
 CROP = 224
 
@@ -219,24 +222,25 @@ def _before_item(path: Path, seed_index: tuple, decode_only: bool = False):
 def _item_cases(videos: list[Path]) -> dict[str, Callable[[int, int], object]]:
     records = [(str(v), 0) for v in videos]
     kw = dict(num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE, crop_size=CROP, aug="paper")
-    after = TrainClipDataset(records, **kw, device_augment=True)
-    no_scale = TrainClipDataset(records, **kw, device_augment=True, decode_scale=False)
-    in_worker = TrainClipDataset(records, **kw, device_augment=False)
-    pyav = TrainClipDataset(records, **kw, device_augment=True, backend="pyav")
 
-    def item(ds: TrainClipDataset) -> Callable[[int, int], object]:
+    def item(**options) -> Callable[[int, int], object]:
+        ds = TrainClipDataset(records, **kw, **options)
+
         def run(i: int, r: int):
             ds.set_epoch(r)
             return ds[i]
         return run
 
     return {
-        "before: TrainClipDataset item (70cedd4)": lambda i, r: _before_item(videos[i], (0, r, i, 0)),
+        BEFORE: lambda i, r: _before_item(videos[i], (0, r, i, 0)),
         "before: decode only": lambda i, r: _before_item(videos[i], (0, r, i, 0), decode_only=True),
-        "after, augmentation still in the worker": item(in_worker),
-        "after, no decode-time scaling": item(no_scale),
-        "after: uint8 item (device augmentation)": item(after),
-        "after, backend pyav (seek + skip non-ref frames)": item(pyav),
+        "decord, augmentation in the worker": item(backend="decord", device_augment=False),
+        "decord, device augmentation, no decode scaling": item(backend="decord", device_augment=True,
+                                                               decode_scale=False),
+        "decord, device augmentation + decode scaling": item(backend="decord", device_augment=True),
+        "pyav, augmentation in the worker": item(backend="pyav", device_augment=False),
+        "pyav, device augmentation, no decode scaling": item(backend="pyav", device_augment=True, decode_scale=False),
+        AFTER: item(backend="pyav", device_augment=True),
     }
 
 
@@ -292,15 +296,17 @@ def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
 def _items_report(sets, repeats: int, loader_items: int) -> tuple[dict, dict]:
     rates = _bench_items(sets, repeats)
     loader = {f"N={n}": _bench_loader(sets["h264_320x240"], n, loader_items) for n in (1, 2)}
-    after, before = "after: uint8 item (device augmentation)", "before: TrainClipDataset item (70cedd4)"
-    ratios = {"train_item_speedup": rates["h264_320x240"][after] / rates["h264_320x240"][before]}
+    h264 = rates["h264_320x240"]
+    ratios = {"train_item_speedup": h264[AFTER] / h264[BEFORE]}
     for name in ITEM_SETS:
-        ratios[f"train_item_speedup_{name}"] = rates[name][after] / rates[name][before]
-    ratios["preprocessed_speedup_720p"] = rates["h264_720p_pre256"][after] / rates["h264_1280x720"][after]
-    ratios["decode_scale_speedup_720p"] = (rates["h264_1280x720"][after]
-                                           / rates["h264_1280x720"]["after, no decode-time scaling"])
+        ratios[f"train_item_speedup_{name}"] = rates[name][AFTER] / rates[name][BEFORE]
+    ratios["preprocessed_speedup_720p"] = rates["h264_720p_pre256"][AFTER] / rates["h264_1280x720"][AFTER]
+    ratios["decode_scale_speedup_720p"] = (rates["h264_1280x720"][AFTER]
+                                           / rates["h264_1280x720"]["pyav, device augmentation, no decode scaling"])
+    ratios["device_augment_speedup"] = h264[AFTER] / h264["pyav, augmentation in the worker"]
+    ratios["pyav_vs_decord_reader"] = h264[AFTER] / h264["decord, device augmentation + decode scaling"]
     ratios["loader_2_vs_1_workers"] = loader["N=2"] / loader["N=1"]
-    per_worker = rates["h264_320x240"][after]
+    per_worker = h264[AFTER]
     workers_formula = (f"workers needed = ceil(R_gpu / {per_worker:.1f}) for a GPU step rate R_gpu clips/s "
                        f"(h264 320x240, one decode thread per worker); e.g. R_gpu = 1000 -> "
                        f"{math.ceil(1000 / per_worker)}")
@@ -309,14 +315,14 @@ def _items_report(sets, repeats: int, loader_items: int) -> tuple[dict, dict]:
 
 def _print_items(part: dict, ratios: dict) -> None:
     for name, cases in part["items_per_s"].items():
-        print(f"\n{name}\n| {'case':<52} | {'clips/s':>8} | {'ms/clip':>8} |\n|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
+        print(f"\n{name}\n| {'case':<62} | {'clips/s':>8} | {'ms/clip':>8} |\n|{'-' * 64}|{'-' * 10}|{'-' * 10}|")
         for case, rate in cases.items():
-            print(f"| {case:<52} | {rate:>8.2f} | {1000 / rate:>8.1f} |")
+            print(f"| {case:<62} | {rate:>8.2f} | {1000 / rate:>8.1f} |")
     for n, rate in part["loader_clips_per_s"].items():
         print(f"| full loader, {n} worker(s) + CPU augment consumer        | {rate:>8.2f} clips/s |")
     print(part["workers_needed"])
     for name, value in ratios.items():
-        print(f"| ratio {name:<46} | {value:>7.2f}x |")
+        print(f"| ratio {name:<56} | {value:>7.2f}x |")
 
 
 def main(argv: list[str] | None = None) -> dict:
