@@ -125,7 +125,7 @@ def test_every_default_key_has_a_comment():
 
 
 def test_missing_data_files_name_the_key_and_path(tmp_path):
-    from cgd_video.builders import DataConfigError, build_train_dataset, read_classes_for
+    from cgd_video.boundary.data import DataConfigError, build_train_dataset, read_classes_for
 
     cfg = load_config("ucf101_cgd", ["DATA.CLASSES", str(tmp_path / "nope.txt")])
     with pytest.raises(DataConfigError, match=r"DATA\.CLASSES.*nope\.txt.*build_lists"):

@@ -15,7 +15,7 @@ from yacs.config import CfgNode as CN
 _C = CN()
 
 # ----------------------------------------------------------------------------------------------------
-# Model (kwargs of cgd_video.models.C2DResNet / create_model; see cgd_video/builders.py)
+# Model (kwargs of cgd_video.models.C2DResNet; see cgd_video/boundary/model.py)
 # ----------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 # Registered model name for cgd_video.models.create_model; "c2d_resnet" builds C2DResNet directly
