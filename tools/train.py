@@ -25,4 +25,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cgd_video.boundary.training import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(description=__doc__))

@@ -78,11 +78,11 @@ def _resolved(cfg) -> Dict[str, Any]:
                if kw in MODEL_KEYS and kw not in ("num_classes", "num_frames", "layout", "dropout", "zero_init_residual")}
     merged = {**flat, **choices}
     defaults = get_cfg_defaults()
-    for kw in _relevant(merged):
-        key = MODEL_KEYS[kw]
-        if kw in choices and flat[kw] != choices[kw] and flat[kw] != _get(defaults, key):
-            raise ModelConfigError(f"MODEL.NAME {cfg.MODEL.NAME} builds {kw}={choices[kw]!r} but {key} is "
-                                   f"{flat[kw]!r}: drop {key} or use MODEL.NAME {GENERIC_MODEL}")
+    clashes = [f"{kw}={choices[kw]!r} but {MODEL_KEYS[kw]} is {flat[kw]!r}" for kw in _relevant(merged)
+               if kw in choices and flat[kw] != choices[kw] and flat[kw] != _get(defaults, MODEL_KEYS[kw])]
+    if clashes:
+        raise ModelConfigError(f"MODEL.NAME {cfg.MODEL.NAME} builds {'; '.join(clashes)}: drop those keys or use "
+                               f"MODEL.NAME {GENERIC_MODEL}")
     return merged
 
 

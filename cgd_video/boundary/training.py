@@ -118,6 +118,7 @@ def build_job(cfg):
     """The :class:`cgd_video.engine.settings.TrainJob` of ``cfg``; every input checked first."""
     from cgd_video.engine.optim import build_optimizer
 
+    model_kwargs(cfg)  # contradictory MODEL keys are reported before the data is looked at
     classes = read_classes_for(cfg)
     train_ds = build_train_dataset(cfg)
     train_ds.device_augment = True  # workers decode and cut; prepare_batch augments on the model's device
@@ -150,8 +151,9 @@ def train_from_config(cfg, extra_hooks: Sequence = ()) -> Dict[str, Any]:
 EXIT_CODES = {"ok": 0, "bad_input": 2, "non_finite": 3, "requeue": 75}  # == engine.hooks.REQUEUE_EXIT_CODE
 
 
-def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = ()) -> int:
-    """``tools/train.py``: parse ``--cfg NAME [KEY VALUE ...]``, train, print a one-line result."""
+def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = (), description: str = "Train a video model.") -> int:
+    """``tools/train.py``: parse ``--cfg NAME [KEY VALUE ...]``, train, print a one-line result.
+    ``extra_hooks`` run after the built-in ones (tests: ``tests/_train_with_hooks.py``)."""
     import argparse
     import os
 
@@ -160,7 +162,8 @@ def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = ()) -> int:
     from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
     from cgd_video.engine.trainer import NonFiniteLossError, TrainSetupError
 
-    parser = argparse.ArgumentParser(prog="tools/train.py", description="Train a video model.")
+    parser = argparse.ArgumentParser(prog="tools/train.py", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", required=True, help="config file or name in configs/")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
