@@ -3,16 +3,17 @@
 The job (``engine/settings.py``) comes from ``cgd_video.boundary.training.build_job(cfg)``; nothing here
 reads a config. Set-up order matters for defect-free restarts:
 
-1. device, threads, process group, seeds (``SEED + rank``), model, data sampler, optimiser;
+1. device, threads, process group, seeds (``SEED + rank``), model, epoch batches, optimiser;
 2. the resume checkpoint is loaded and checked (model keys and recipe keys) *before anything is
    written*: a refused run leaves ``OUTPUT_DIR`` exactly as it was;
 3. only then, on rank 0: stale checkpoint temporaries are removed, ``metrics.jsonl`` is cut back to
    the resumed iteration, and ``config.yaml`` is written;
 4. hooks are registered and restored, the model is wrapped in DDP, and the loop runs.
 
-Exact resume: the data order comes from ``DistributedSampler(seed).set_epoch(epoch)``, augmentation from
-(seed, epoch, index) inside the dataset, every DataLoader gets its own generator, the LR is a pure
-function of the fractional epoch, and checkpoints hold every rank's RNG state.
+Exact resume: the data order is ``du.epoch_order(n, seed, epoch)`` (DistributedSampler's) sharded after the
+samples already consumed, augmentation comes from (seed, epoch, index) inside the dataset, every DataLoader
+gets its own generator, the LR is a pure function of the fractional epoch, and checkpoints hold every
+rank's RNG state. DataLoader workers ignore SIGTERM/SIGINT/SIGUSR1 (:func:`ignore_stop_signals`).
 """
 
 from __future__ import annotations
