@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
-import torch
 
 from cgd_video.engine.checkpoint import load_checkpoint
 
@@ -69,11 +68,20 @@ def _env() -> Dict[str, str]:
     return {**subprocess_env(), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
+_LAUNCHED: List[subprocess.Popen] = []
+
+
+def _launch(cmd: List[str], env: Dict[str, str], **popen) -> subprocess.Popen:
+    """Popen with pipes, remembered so that nothing it started outlives the test (see ``_reap``)."""
+    popen.setdefault("start_new_session", "process_group" not in popen)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    _LAUNCHED.append(proc)
+    return proc
+
+
 def _torchrun(opts: List[str], *launcher: str, slow: bool = False, rc_file: Optional[Path] = None
               ) -> subprocess.Popen:
-    cmd = [PYTHON, "-m", "torch.distributed.run", *launcher, *_train_args(opts, slow, rc_file)]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return _launch([PYTHON, "-m", "torch.distributed.run", *launcher, *_train_args(opts, slow, rc_file)], _env())
 
 
 def _children(pid: int) -> List[int]:
@@ -110,6 +118,17 @@ def _finish(proc: subprocess.Popen, timeout: float = TIMEOUT) -> subprocess.Comp
             _kill_tree(proc.pid)
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(autouse=True)
+def _reap():
+    """A test that fails half-way leaves no trainer running (torchrun's workers would outlive a killed agent)."""
+    yield
+    while _LAUNCHED:
+        proc = _LAUNCHED.pop()
+        if proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait()
 
 
 def _iteration(ckpt: Path) -> int:
@@ -206,16 +225,10 @@ def _direct_ranks(opts: List[str], world: int, slow: bool) -> List[subprocess.Po
     env = {**subprocess_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world)}
     procs: List[subprocess.Popen] = []
-    try:
-        for rank in range(world):
-            procs.append(subprocess.Popen(
-                [PYTHON, *_train_args(opts, slow)], env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                process_group=procs[0].pid if procs else 0))
-    except BaseException:
-        for p in procs:
-            _kill_tree(p.pid)
-        raise
+    for rank in range(world):
+        procs.append(_launch([PYTHON, *_train_args(opts, slow)],
+                             {**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                             process_group=procs[0].pid if procs else 0))
     return procs
 
 
@@ -307,14 +320,13 @@ def test_sbatch_on_two_simulated_nodes_requeues_on_usr1_and_resumes_exactly(
     ckpt = out / "checkpoints" / "last.pt"
     opts = _opts(lists, synthetic_dataset, out, **{"DATALOADER.NUM_WORKERS": 1})
     job_args = ["bash", str(SBATCH), "--cfg", "synthetic_cgd", *opts]
-    popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     # 1) the job's two nodes (two torchrun agents, c10d rendezvous) train; Slurm's time-limit warning
     #    (--signal=B:USR1@90) reaches the batch shell only. It sends SIGTERM to srun -> torchrun agents ->
     #    each trainer's process group (DataLoader worker included): every rank saves and exits 0, and the
     #    job requeues itself.
     env = _sbatch_env(tmp_path, MASTER_PORT=str(_free_port()),
                       FAKE_SRUN_HOOKS=f"--sleep {STEP_SLEEP} --rc-file {rc_file}")
-    job = subprocess.Popen(job_args, env=env, **popen)
+    job = _launch(job_args, env)
     _wait_for_checkpoint([job], ckpt, at_least=1)
     os.kill(job.pid, signal.SIGUSR1)
     first = _finish(job)
@@ -327,7 +339,7 @@ def test_sbatch_on_two_simulated_nodes_requeues_on_usr1_and_resumes_exactly(
     assert 1 <= stopped_at < TOTAL_STEPS
     # 2) the requeued job runs the same script with the same arguments and resumes to the end
     env = _sbatch_env(tmp_path, MASTER_PORT=str(_free_port()))
-    second = _finish(subprocess.Popen(job_args, env=env, **popen))
+    second = _finish(_launch(job_args, env))
     assert second.returncode == 0, second.stderr[-4000:]
     assert "resumed from" in second.stderr
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"  # no second requeue
