@@ -60,7 +60,7 @@ SIZES = {
     "dry": dict(device="cpu", videos=dict(classes=2, videos_per_class=3, frames=24, size="64x48"),
                 cfg="synthetic_cgd", train_steps=3, batch=2, workers=1, log_period=2, amp="bf16",
                 bench_variant="channels_last", step_amp="none",  # CPU bf16 kernels are slow: fp32 here
-                bench=["--frames", "8", "--ptv-frames", "4", "--size", "64", "--batch", "1", "--pairs", "1",
+                bench=["--frames", "8", "--ptv-frames", "4", "--size", "32", "--batch", "2", "--pairs", "1",
                        "--warmup", "0", "--threads", "1", "--models", "c2d,cgd_shared"],
                 step=["--frames", "8", "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "1",
                       "--warmup", "0"],

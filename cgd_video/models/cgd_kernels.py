@@ -4,9 +4,8 @@
 Table 2), as one autograd Function. What it keeps for the backward is the *output* ``X * s`` (which
 the BatchNorm after CGD saves anyway, so it costs no memory of its own) and the tiny descriptor graph,
 never X: ``d s = sum_hw(grad * X) = sum_hw(grad * out) / s`` (``s = 1 + tanh(.) > 0``; :func:`positive_scale`
-keeps it so), and the max-pool position is where ``out == max(X) * s`` (the same rounding as the
-forward's product, so the comparison is exact). The argmax over H*W that the backward needed before
-cost 10-40x an ``amax`` on the CPU.
+keeps it so), and X's max position is out's (s > 0 per row): on the CPU its argmax; in the Triton
+kernels, where ``out == max(X) * s``, the same rounding as the forward's product, so exact).
 
 On CUDA (float32 / bfloat16 / float16) the passes over X are the Triton kernels of
 :mod:`cgd_video.models.cgd_triton`: one kernel for both pools, two for the backward; the eager ops
@@ -60,12 +59,6 @@ def frame_pools(x: Tensor, dtype: torch.dtype, need_max: bool) -> tuple[Tensor, 
     return avg, (mx if mx.dtype == dtype else mx.to(dtype))
 
 
-def _sum_hw(x: Tensor) -> Tensor:
-    """sum over H, W of x (N, C, T, H, W) as (N, C, T), along the fast dim for x's layout."""
-    rows = channel_rows(x)
-    return x.sum((3, 4)) if rows is None else rows.sum(2).transpose(1, 2)
-
-
 def _dot_hw(a: Tensor, b: Tensor) -> Tensor:
     """sum over H, W of a * b as (N, C, T), without an (N, C, T, H, W) temporary where possible.
 
@@ -86,22 +79,33 @@ def _affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
     return out
 
 
-def _add_max_grad(grad_x: Tensor, out: Tensor, m_ref: Tensor, d_max: Tensor) -> None:
-    """Add d_max (N, C, T) at every spatial max of X into grad_x, split evenly between ties (as ``amax``).
+def _spatial_argmax(x: Tensor) -> Tensor:
+    """Index h*W + w of every (sample, channel, frame) maximum of x (N, C, T, H, W) as (N, C, T).
 
-    The max positions of X are those of ``out = X * s`` equal to ``m_ref = max(X) * s`` (N, C, T), rounded
-    as the forward rounded it. On the CPU the few positions are found by ``nonzero`` (no host sync there); on a GPU
-    the mask is applied densely so that nothing waits for the device.
+    On a channels_last frame batch ``max_pool2d_with_indices`` is the fast kernel; otherwise ``argmax``.
     """
-    eq = out == m_ref[..., None, None]
-    if out.device.type == "cpu":
-        idx = eq.nonzero(as_tuple=True)
-        cnt = torch.zeros(eq.shape[:3], dtype=d_max.dtype).index_put_(
-            idx[:3], torch.ones((), dtype=d_max.dtype).expand(idx[0].shape), accumulate=True)
-        grad_x.index_put_(idx, (d_max / cnt)[idx[:3]].to(grad_x.dtype), accumulate=True)
-        return
-    cnt = _sum_hw(eq)
-    grad_x.add_(eq * (d_max / cnt).to(grad_x.dtype)[..., None, None])
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).flatten(0, 1)  # a view for the clip view of a frame batch
+    if frames.dim() == 4 and frames.is_contiguous(memory_format=torch.channels_last) and not frames.is_contiguous():
+        idx = torch.nn.functional.max_pool2d_with_indices(frames, (h, w))[1]  # (N*T, C, 1, 1)
+        return idx.view(n, t, c).transpose(1, 2)
+    return x.flatten(3).argmax(-1)
+
+
+def _add_max_grad(grad_x: Tensor, out: Tensor, d_max: Tensor) -> Tensor:
+    """Add d_max (N, C, T) into grad_x at the spatial max of every row of ``out = X * s``.
+
+    s > 0 per row, so out's first maximum is X's (exact ties of the max, or ties that the rounding of
+    X * s creates, give their row's d_max to the first of them, a valid subgradient of the max; the
+    Triton path splits it between exact ties as ``amax`` does). Returns grad_x (made dense if needed).
+    """
+    idx = _spatial_argmax(out)
+    flat = grad_x.flatten(3)
+    if not flat._is_view():
+        grad_x = grad_x.contiguous()
+        flat = grad_x.flatten(3)
+    flat.scatter_add_(-1, idx.unsqueeze(-1), d_max.to(grad_x.dtype).unsqueeze(-1))
+    return grad_x
 
 
 class PooledRescale(torch.autograd.Function):
@@ -138,8 +142,9 @@ class PooledRescale(torch.autograd.Function):
         scale, leaves, ps = ctx.graph
         s = scale.detach()  # (N, C, T', 1, 1) in out's dtype
         fused = ctx.triton and cgd_triton.available(grad)
+        need_max = len(leaves) == 2
         # max(X) * s rounded as the forward's product rounded it: where out equals it, X had its max
-        m_ref = (leaves[1].detach().to(out.dtype)[..., None, None] * s)[..., 0, 0] if len(leaves) == 2 else None
+        m_ref = (leaves[1].detach().to(out.dtype)[..., None, None] * s)[..., 0, 0] if need_max and fused else None
         dot, cnt = cgd_triton.backward_rows(grad, out, m_ref) if fused else (_dot_hw(grad, out), None)
         if s.shape[2] == 1:
             dot = dot.sum(2, keepdim=True)
@@ -155,8 +160,8 @@ class PooledRescale(torch.autograd.Function):
                 grad_x = cgd_triton.backward_apply(grad, out, s[..., 0, 0].float(), shift.float(), m_ref, d_max)
             else:
                 grad_x = _affine(grad, s, shift.to(out.dtype)[..., None, None])
-                if m_ref is not None:
-                    _add_max_grad(grad_x, out, m_ref, grads[1])
+                if need_max:
+                    grad_x = _add_max_grad(grad_x, out, grads[1])
         it = iter(grads[len(leaves):])
         return (grad_x, None, *(next(it) if p.requires_grad else None for p in ps))
 
