@@ -14,7 +14,8 @@ load directly.  Additions live at ``layerX[i].attn`` (CGD) and ``layerX[i].nl`` 
 CGD placement (Table 4): ``attention_position="conv1"`` puts it right after the first conv of every
 block, before its BN ("Conv1 + CGD", the paper's choice); ``"conv2"`` after the 3×3 conv.  Because a
 BN follows, eval mode merges CGD's per-sample channel scale into that BN (Sec. 3.3, "merge the global
-description z with the batch-normalization parameters"): one pass over X instead of two.
+description z with the batch-normalization parameters"): one pass over X instead of two. The height- and
+width-wise forms (Fig. 4b/c) are built per block for the H or W at their position (``input_size``).
 """
 
 from __future__ import annotations
