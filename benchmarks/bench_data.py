@@ -39,10 +39,12 @@ consumer that only runs ``augment``: clips/s on the h264 320x240 set.
 Ratios in the JSON (``ratios``): ``decode_once_speedup`` (once / per-view videos/s),
 ``decode_once_speedup_cpu_normalize`` (the same with the CPU normalisation added to both),
 ``decord_vs_pyav_train``, ``decord_vs_pytorchvideo_pyav_train``, ``decord_vs_pytorchvideo_decord_train``;
-``train_item_speedup`` (after / before on h264 320x240) and ``train_item_speedup_<set>`` for every set,
+``train_item_speedup`` (after vs before on h264 320x240) and ``train_item_speedup_<set>`` for every set;
+these item ratios are medians over items of the before / after seconds of the same video and window,
 ``preprocessed_speedup_720p`` (after on the 256 copy / after on the 720p source),
 ``decode_scale_speedup_720p`` (after / after without decode-time scaling, 720p),
-``device_augment_speedup`` and ``pyav_vs_decord_reader`` (h264 320x240), ``loader_2_vs_1_workers``.
+``device_augment_speedup`` and ``pyav_vs_decord_reader`` (h264 320x240; ``_720p`` too),
+``loader_2_vs_1_workers`` (a ratio of rates).
 """
 
 from __future__ import annotations
@@ -244,14 +246,15 @@ def _item_cases(videos: list[Path]) -> dict[str, Callable[[int, int], object]]:
     }
 
 
-def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[str, float]]:
-    """Per-worker items/s of every case on every set, interleaved per video; plus the consumer's cost."""
-    rates = {}
+def _bench_items(sets: dict[str, list[Path]], repeats: int) -> tuple[dict, dict]:
+    """Per-worker items/s of every case on every set, interleaved per video, plus the consumer's cost; and
+    every item's seconds per case (``times[set][case][k]``: the same video and window for every case)."""
+    rates, times = {}, {}
     for name, videos in sets.items():
         cases = _item_cases(videos)
         for fn in cases.values():
             fn(0, 99)  # warm-up (imports, first open)
-        spent = {case: 0.0 for case in cases}
+        spent: dict[str, list[float]] = {case: [] for case in cases}
         items = 0
         order = list(cases)
         for r in tqdm(range(repeats), desc=f"items {name}", unit="pass"):
@@ -260,9 +263,10 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[st
                 for case in order[shift:] + order[:shift]:
                     start = time.perf_counter()
                     cases[case](i, r)
-                    spent[case] += time.perf_counter() - start
+                    spent[case].append(time.perf_counter() - start)
                 items += 1
-        rates[name] = {case: items / s for case, s in spent.items()}
+        rates[name] = {case: items / sum(t) for case, t in spent.items()}
+        times[name] = spent
         ds = TrainClipDataset([(str(v), 0) for v in videos], num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE,
                               crop_size=CROP, device_augment=True)
         batch = default_collate([ds[i % len(videos)] for i in range(8)])
@@ -271,7 +275,13 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> dict[str, dict[st
         for _ in range(repeats):
             device_augment.augment(batch[0], batch[4], CROP)
         rates[name]["consumer: augment on CPU, batch of 8 (clips/s)"] = 8 * repeats / (time.perf_counter() - start)
-    return rates
+    return rates, times
+
+
+def _median_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over items of ``slow / fast`` seconds: pairs run back to back, so a burst of load from other
+    jobs moves both sides of a pair (sums of seconds are what a burst distorts)."""
+    return float(np.median(np.asarray(slow) / np.asarray(fast)))
 
 
 def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
@@ -294,23 +304,27 @@ def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
 
 
 def _items_report(sets, repeats: int, loader_items: int) -> tuple[dict, dict]:
-    rates = _bench_items(sets, repeats)
+    rates, times = _bench_items(sets, repeats)
     loader = {f"N={n}": _bench_loader(sets["h264_320x240"], n, loader_items) for n in (1, 2)}
-    h264 = rates["h264_320x240"]
-    ratios = {"train_item_speedup": h264[AFTER] / h264[BEFORE]}
+    h264, t = rates["h264_320x240"], times["h264_320x240"]
+    ratios = {"train_item_speedup": _median_ratio(t[BEFORE], t[AFTER])}
     for name in ITEM_SETS:
-        ratios[f"train_item_speedup_{name}"] = rates[name][AFTER] / rates[name][BEFORE]
-    ratios["preprocessed_speedup_720p"] = rates["h264_720p_pre256"][AFTER] / rates["h264_1280x720"][AFTER]
-    ratios["decode_scale_speedup_720p"] = (rates["h264_1280x720"][AFTER]
-                                           / rates["h264_1280x720"]["pyav, device augmentation, no decode scaling"])
-    ratios["device_augment_speedup"] = h264[AFTER] / h264["pyav, augmentation in the worker"]
-    ratios["pyav_vs_decord_reader"] = h264[AFTER] / h264["decord, device augmentation + decode scaling"]
+        ratios[f"train_item_speedup_{name}"] = _median_ratio(times[name][BEFORE], times[name][AFTER])
+    # the same videos and windows in both sets, measured one set after the other (not interleaved)
+    ratios["preprocessed_speedup_720p"] = _median_ratio(times["h264_1280x720"][AFTER], times["h264_720p_pre256"][AFTER])
+    ratios["decode_scale_speedup_720p"] = _median_ratio(
+        times["h264_1280x720"]["pyav, device augmentation, no decode scaling"], times["h264_1280x720"][AFTER])
+    ratios["device_augment_speedup"] = _median_ratio(t["pyav, augmentation in the worker"], t[AFTER])
+    ratios["pyav_vs_decord_reader"] = _median_ratio(t["decord, device augmentation + decode scaling"], t[AFTER])
+    ratios["pyav_vs_decord_reader_720p"] = _median_ratio(
+        times["h264_1280x720"]["decord, device augmentation + decode scaling"], times["h264_1280x720"][AFTER])
     ratios["loader_2_vs_1_workers"] = loader["N=2"] / loader["N=1"]
     per_worker = h264[AFTER]
     workers_formula = (f"workers needed = ceil(R_gpu / {per_worker:.1f}) for a GPU step rate R_gpu clips/s "
                        f"(h264 320x240, one decode thread per worker); e.g. R_gpu = 1000 -> "
                        f"{math.ceil(1000 / per_worker)}")
-    return {"items_per_s": rates, "loader_clips_per_s": loader, "workers_needed": workers_formula}, ratios
+    return {"items_per_s": rates, "item_seconds": times, "loader_clips_per_s": loader,
+            "workers_needed": workers_formula}, ratios
 
 
 def _print_items(part: dict, ratios: dict) -> None:
