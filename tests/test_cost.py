@@ -17,7 +17,7 @@ from torch import nn
 
 from cgd_video.models import CGD, CGNLBlock, NonLocalBlock, create_model
 from cgd_video.utils.cost import cgd_cost, count_macs, count_params
-from cgd_video.utils.cost_table import TABLE3, Row, TestProtocol, measure, normalise, render
+from cgd_video.utils.cost_table import TABLE3, Row, EvalProtocol, measure, normalise, render
 
 RES4 = (1, 1024, 4, 14, 14)  # res4 input of C2D-R50 (nonlocal32 layout) at 1x3x32x224x224
 
@@ -111,7 +111,7 @@ def test_per_video_is_per_view_at_the_test_crop_times_views():
     """Per video = the counter on one view at the protocol's crop x its views, not per-view(train) x views."""
     rows = [Row("base", "c2d_r18"), Row("cgd", "c2d_r18_cgd", is_cgd=True)]
     kw = {"num_classes": 5, "num_frames": 8}
-    protocols = [TestProtocol("ucf", 1, 1, 48), TestProtocol("mk", 10, 3, 48)]
+    protocols = [EvalProtocol("ucf", 1, 1, 48), EvalProtocol("mk", 10, 3, 48)]
     res = measure(rows, kw, (1, 3, 8, 32, 32), "test", protocols)
     torch.manual_seed(0)
     at_48 = count_macs(create_model("c2d_r18", **kw).eval(), torch.randn(1, 3, 8, 48, 48)).total
@@ -133,7 +133,7 @@ def test_per_video_is_per_view_at_the_test_crop_times_views():
 def test_table3_rows_small_input():
     """The Table 3 rows on a small clip: documented keys and exact deltas."""
     res = measure(TABLE3, {"num_classes": 400, "num_frames": 8}, (1, 3, 8, 32, 32), "table 3",
-                  [TestProtocol("mk", 10, 3, 32)])
+                  [EvalProtocol("mk", 10, 3, 32)])
     normalise(res, "shared")
     rows = json.loads(json.dumps(res))  # JSON-serialisable as tools/cost.py writes it
     assert [r["name"] for r in rows][:4] == ["C2D-R50 (baseline)", "+NL (1 block, res4)",

@@ -30,19 +30,19 @@ import torch  # noqa: E402
 from cgd_video.config import load_config  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
 from cgd_video.utils.cost_table import (  # noqa: E402
-    IMAGE_LAYOUT, TABLE3, TABLE11, TestProtocol, baseline_note, convention, measure, normalise, render,
+    IMAGE_LAYOUT, TABLE3, TABLE11, EvalProtocol, baseline_note, convention, measure, normalise, render,
 )
 
 # (name printed in the table, config whose TEST/DATA keys give the protocol)
 PROTOCOL_CONFIGS = (("UCF-101", "ucf101_c2d"), ("Mini-Kinetics", "minikinetics_c2d"))
 
 
-def dataset_protocols(test_crop: int | None = None) -> list[TestProtocol]:
+def dataset_protocols(test_crop: int | None = None) -> list[EvalProtocol]:
     """Each dataset's test views from its config; ``test_crop`` overrides the crop size (small runs)."""
     out = []
     for name, cfg_name in PROTOCOL_CONFIGS:
         cfg = load_config(cfg_name)
-        out.append(TestProtocol(name, cfg.TEST.NUM_CLIPS, cfg.TEST.NUM_CROPS, test_crop or cfg.DATA.TEST_CROP))
+        out.append(EvalProtocol(name, cfg.TEST.NUM_CLIPS, cfg.TEST.NUM_CROPS, test_crop or cfg.DATA.TEST_CROP))
     return out
 
 

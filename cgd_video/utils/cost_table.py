@@ -7,7 +7,7 @@ mode. Delta_N divides each extra cost by a reference CGD row's.
 Per-view and per-video costs (PROTOCOL §6) are counted for the inputs actually run:
 
 * **per view** at the training clip (1×3×T×224², the paper's Table 3 input);
-* **per video** for each dataset's test protocol (:class:`TestProtocol`): the counter on one test
+* **per video** for each dataset's test protocol (:class:`EvalProtocol`): the counter on one test
   view at the protocol's crop size, times its views. UCF-101 tests 1 clip × 1 crop, Mini-Kinetics
   10 clips × 3 crops, both at 256² (shorter side 256): a 256² view costs about (256/224)² ≈ 1.31×
   a 224² one, so per-video is *not* per-view(224²) × views.
@@ -28,7 +28,7 @@ from cgd_video.models import create_model
 from cgd_video.models.layouts import TemporalLayout
 from cgd_video.utils.cost import COUNTED_OPS, EXCLUDED_OPS, cgd_cost, count_macs, count_params
 
-__all__ = ["IMAGE_LAYOUT", "Row", "TestProtocol", "TABLE3", "TABLE11", "measure", "normalise", "render",
+__all__ = ["IMAGE_LAYOUT", "Row", "EvalProtocol", "TABLE3", "TABLE11", "measure", "normalise", "render",
            "convention", "baseline_note"]
 
 # A 2-D ResNet on one image: no temporal subsampling anywhere (Table 11, Table 6).
@@ -47,7 +47,7 @@ class Row:
 
 
 @dataclass(frozen=True)
-class TestProtocol:
+class EvalProtocol:
     """A dataset's test views: ``clips`` × ``crops`` views of ``crop``² pixels per video."""
 
     name: str
@@ -120,7 +120,7 @@ def _count(model: torch.nn.Module, x: torch.Tensor, is_cgd: bool) -> dict:
 
 def measure(
     rows: Sequence[Row], model_kwargs: dict, shape: tuple[int, ...], desc: str,
-    protocols: Sequence[TestProtocol] = (),
+    protocols: Sequence[EvalProtocol] = (),
 ) -> list[dict]:
     """Params and per-view MACs of every row at ``shape``, and per-video MACs for each test protocol.
 
@@ -168,7 +168,7 @@ def _ratio(value: float) -> str:
     return f"{value:,.0f}x" if value >= 10 else f"{value:.3g}x"
 
 
-def render(results: list[dict], title: str, protocols: Sequence[TestProtocol] = ()) -> str:
+def render(results: list[dict], title: str, protocols: Sequence[EvalProtocol] = ()) -> str:
     """The table as aligned text: per view at the training input, per video per test protocol."""
     size = results[0]["input"][-1]
     head = ["Row", "#Params", "dParams", f"MACs/view @{size}", "dMACs", "dN P", "dN M",
@@ -195,7 +195,7 @@ def render(results: list[dict], title: str, protocols: Sequence[TestProtocol] = 
     return "\n".join(out)
 
 
-def convention(results: list[dict], protocols: Sequence[TestProtocol] = ()) -> str:
+def convention(results: list[dict], protocols: Sequence[EvalProtocol] = ()) -> str:
     """The counting convention and the ops the traces skipped, as printed under the tables."""
     skipped: dict[str, int] = {}
     for r in results:
