@@ -52,6 +52,17 @@ def test_contradicting_key_names_both(cfg, opts, keys):
     assert all(k in str(e.value) for k in keys)
 
 
+def test_spatial_cgd_is_built_for_the_training_crop():
+    """The height/width forms (Fig. 4b/c) are sized per block from DATA.TRAIN_CROP; other models ignore it."""
+    opts = ["DATA.TRAIN_CROP", "64", "DATA.NUM_FRAMES", "8", "MODEL.LAYOUT", "pytorchvideo8"]
+    cfg = load_config("ucf101_cgd_height", opts)
+    assert model_kwargs(cfg)["input_size"] == 64 and arch_keys(cfg)["DATA.TRAIN_CROP"] == 64
+    with torch.no_grad():
+        assert build_model(cfg, load_pretrained=False).eval()(torch.randn(1, 3, 8, 64, 64)).shape == (1, 101)
+    channel = load_config("ucf101_cgd", opts)
+    assert "input_size" not in model_kwargs(channel) and "DATA.TRAIN_CROP" not in arch_keys(channel)
+
+
 # -- issue 13 item 3 ------------------------------------------------------------------------------------
 def test_paper_configs_warn_without_imagenet_weights(lists, synthetic_dataset, tmp_path):
     assert "ImageNet" in pretrained_warning(load_config("ucf101_cgd"))

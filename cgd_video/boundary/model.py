@@ -32,6 +32,7 @@ MODEL_KEYS = {
     "attention_kwargs.init": "MODEL.CGD_INIT", "nonlocal_type": "MODEL.NONLOCAL",
     "nonlocal_placement": "MODEL.NONLOCAL_PLACEMENT", "cgnl_groups": "MODEL.CGNL_GROUPS",
     "dropout": "MODEL.DROPOUT", "zero_init_residual": "MODEL.ZERO_INIT_RESIDUAL",
+    "input_size": "DATA.TRAIN_CROP",
 }
 _INIT_ONLY = ("dropout", "zero_init_residual", "attention_kwargs.init")  # same parameters whatever their value
 _ONLY_WITH = {"attention_position": ("attention", "none"), "attention_kwargs.": ("attention", "none"),
@@ -75,7 +76,8 @@ def _resolved(cfg) -> Dict[str, Any]:
         raise ModelConfigError(f"MODEL.NAME: {e}") from None
     preset.pop("attention_kwargs", None)
     choices = {kw: v for kw, v in preset.items()
-               if kw in MODEL_KEYS and kw not in ("num_classes", "num_frames", "layout", "dropout", "zero_init_residual")}
+               if kw in MODEL_KEYS and kw not in ("num_classes", "num_frames", "layout", "dropout", "zero_init_residual",
+                                           "input_size")}
     merged = {**flat, **choices}
     defaults = get_cfg_defaults()
     clashes = [f"{kw}={choices[kw]!r} but {MODEL_KEYS[kw]} is {flat[kw]!r}" for kw in _relevant(merged)
@@ -86,9 +88,15 @@ def _resolved(cfg) -> Dict[str, Any]:
     return merged
 
 
+_SPATIAL_ATTENTION = ("cgd_height", "cgd_width", "cgd_hw")  # built for the feature size at each block
+
+
 def _relevant(flat: Dict[str, Any]) -> Dict[str, Any]:
-    """Leave out the keys of a module the model does not have (CGD position without CGD, ...)."""
+    """Leave out the keys of a module the model does not have (CGD position without CGD, ...), and the
+    crop size unless a spatial CGD form (Fig. 4b/c) is built for it."""
     def used(kw: str) -> bool:
+        if kw == "input_size":
+            return flat["attention"] in _SPATIAL_ATTENTION
         return not any(kw.startswith(p) and flat[cond] == off for p, (cond, off) in _ONLY_WITH.items())
 
     return {kw: v for kw, v in flat.items() if used(kw)}
