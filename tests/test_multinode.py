@@ -307,6 +307,9 @@ def test_sbatch_dry_run_prints_the_command_every_node_runs(tmp_path):
     env = _sbatch_env(tmp_path, DRY_RUN="1", MASTER_PORT="29999")
     run = subprocess.run(["bash", str(SBATCH)], env=env, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and run.stderr.startswith("usage:")
+    outside = {k: v for k, v in env.items() if k != "SLURM_JOB_NODELIST"}
+    run = subprocess.run(["bash", str(SBATCH), "--cfg", "x"], env=outside, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and run.stderr.startswith("error: not inside a Slurm job")
     args = ["--cfg", "synthetic_cgd", "OUTPUT_DIR", str(tmp_path / "a dir"), "SOLVER.STEPS", "[1]"]
     run = subprocess.run(["bash", str(SBATCH), *args], env=env, capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
