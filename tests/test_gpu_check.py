@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = {"env", "data", "pytest_cuda", "bench_eager", "step_rate", "train", "test", "bench_compiled"}
+STEPS = {"env", "data", "pytest_cuda", "pytest_cuda_compiled", "bench_eager", "step_rate", "train", "test", "bench_compiled",
+         "bench_compiled_nl"}
 
 
 @pytest.mark.slow
@@ -26,9 +27,9 @@ def test_gpu_check_dry_run(tmp_path):
     result = json.loads((out / "gpu_check.json").read_text())
     steps = result["steps"]
     assert result["dry_run"] is True and set(steps) == STEPS
-    bad = {k: v for k, v in steps.items() if v["status"] != "ok" and k != "bench_compiled"}
+    bad = {k: v for k, v in steps.items() if v["status"] != "ok" and not k.startswith("bench_compiled")}
     assert not bad, json.dumps(bad, indent=1)[-3000:]
-    assert steps["bench_compiled"]["status"] == "skipped"  # inductor on the CPU: GPU-only step
+    assert steps["bench_compiled"]["status"] == steps["bench_compiled_nl"]["status"] == "skipped"  # GPU only
     train = steps["train"]
     assert train["exit_status"] == 0 and train["steps"] == 3 and train["clips_per_s"] > 0
     assert 0 <= train["data_fraction"] <= 1 and train["host_syncs_per_step"] is None  # no CUDA to count

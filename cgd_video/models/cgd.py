@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cgd_video.models.cgd_kernels import PooledRescale, channel_rows, frame_pools, positive_scale
+from cgd_video.models.cgd_kernels import channel_rows, frame_pools, pooled_rescale, positive_scale
 
 _channel_rows = channel_rows  # the name the tests and older callers import
 
@@ -282,7 +282,7 @@ class CGD(nn.Module):
             and _eager(x)
         ):
             self._check_input(x)
-            return PooledRescale.apply(x, self, *params)
+            return pooled_rescale(x, self, params)
         return x * self.scale(x)
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from cgd_video.models import cgd_triton
 from cgd_video.models.folding import _cpu_affine
 
-__all__ = ["PooledRescale", "channel_rows", "frame_pools", "positive_scale"]
+__all__ = ["PooledRescale", "channel_rows", "frame_pools", "pooled_rescale", "positive_scale"]
 
 # s = 1 + tanh(z) is kept >= this, so that out = X * s determines X's max position and d s (the tanh
 # saturates at -1 for z < -9 in float32, where s would round to 0; its gradient is 0 there anyway).
@@ -108,62 +109,86 @@ def _add_max_grad(grad_x: Tensor, out: Tensor, d_max: Tensor) -> Tensor:
     return grad_x
 
 
-class PooledRescale(torch.autograd.Function):
-    """``x * scale(avg(x), max(x))`` (Eq. 11) with a hand-written backward over X.
+class _Link:
+    """What the rescale's backward hands to the pooling's backward, which always runs after it (the
+    pools feed the descriptor, the descriptor feeds the scale, the scale feeds the rescale)."""
+
+    __slots__ = ("triton", "fused", "mx", "grad", "out", "s", "m_ref", "cnt")
+
+    def __init__(self, triton: bool) -> None:
+        self.triton, self.fused = triton, False
+        self.mx = self.grad = self.out = self.s = self.m_ref = self.cnt = None
+
+
+def pooled_rescale(x: Tensor, module, params: list[Tensor]) -> Tensor:
+    """``x * scale(avg(x), max(x))`` (Eq. 11) with hand-written backwards over X (see :class:`PooledRescale`).
 
     Autograd's generic graph makes three full-size gradients for X (from the rescale, the average
-    pool and the tie mask of ``amax``), sums them, and keeps X alive. Here the backward reads grad_out
-    and the saved output once for ``d scale`` (a per-row dot product), writes grad_x once as
-    ``grad_out * s + d avg / HW``, and adds ``d max`` at the max positions; the tiny descriptor graph
-    (Eq. 10/12, Table 2) is differentiated by autograd on the pooled (N, C, T) tensors only.
-    Called as ``PooledRescale.apply(x, module, *module._params())`` by :meth:`CGD.forward`.
+    pool and the tie mask of ``amax``), sums them, and keeps X alive. Here two Functions bracket the
+    descriptor, which stays on the ordinary autograd graph (Eq. 10/12, Table 2, on the pooled
+    (N, C, T) tensors): :class:`_Pools` (X -> pools) and :class:`PooledRescale` (X, scale -> out).
+    The rescale's backward reads grad_out and the saved output once for ``d scale`` (a per-row dot
+    product) and leaves the gradient of X to the pools' backward, which writes it once as
+    ``grad_out * s + d avg / HW`` and adds ``d max`` at the max positions.
     """
+    link = _Link(x.dtype in _TRITON_DTYPES and cgd_triton.available(x))
+    pools = _Pools.apply(x, module._need_max, link)
+    avg, mx = pools if module._need_max else (pools, None)
+    scale = module._to_scale(module._descriptor(module._arrange(avg, mx), params), x.shape, x.dtype)
+    return PooledRescale.apply(x, scale, link)
+
+
+class _Pools(torch.autograd.Function):
+    """Spatial average (and max) of X as (N, C, T); its backward is the whole gradient of X."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, module, *params: Tensor) -> Tensor:
-        ctx.triton = x.dtype in _TRITON_DTYPES and cgd_triton.available(x)
-        if ctx.triton:
-            avg, mx = cgd_triton.pool_stats(x, module._need_max)
+    def forward(ctx, x: Tensor, need_max: bool, link: _Link):
+        if link.triton:
+            avg, mx = cgd_triton.pool_stats(x, need_max)
         else:
-            avg, mx = frame_pools(x, torch.promote_types(x.dtype, torch.float32), module._need_max)
-        with torch.enable_grad():
-            leaves = [avg.requires_grad_()] + ([] if mx is None else [mx.requires_grad_()])
-            ps = [p.detach().requires_grad_(p.requires_grad) for p in params]
-            y = module._descriptor(module._arrange(avg, mx), ps)
-            scale = module._to_scale(y, x.shape, x.dtype)
-        out = x * scale.detach()
-        ctx.graph = (scale, leaves, ps)
-        ctx.save_for_backward(out)
+            avg, mx = frame_pools(x, torch.promote_types(x.dtype, torch.float32), need_max)
+        ctx.link, link.mx = link, mx
+        return (avg, mx) if need_max else avg
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_avg: Tensor, d_max: Tensor | None = None):
+        link = ctx.link
+        grad, out, s = link.grad, link.out, link.s
+        link.grad = link.out = None  # a second backward (retain_graph) sets them again
+        shift = d_avg / (out.shape[3] * out.shape[4])
+        if link.fused:
+            d = None if link.m_ref is None else d_max.float() / link.cnt
+            return cgd_triton.backward_apply(grad, out, s[..., 0, 0].float(), shift.float(), link.m_ref, d), None, None
+        grad_x = _affine(grad, s, shift.to(out.dtype)[..., None, None])
+        if d_max is not None:
+            grad_x = _add_max_grad(grad_x, out, d_max)
+        return grad_x, None, None
+
+
+class PooledRescale(torch.autograd.Function):
+    """``out = X * scale`` keeping only ``out`` (and the tiny scale) for its backward (Eq. 11)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, link: _Link) -> Tensor:
+        out = x * scale
+        ctx.link = link
+        ctx.save_for_backward(out, scale)
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
-        (out,) = ctx.saved_tensors
-        scale, leaves, ps = ctx.graph
-        s = scale.detach()  # (N, C, T', 1, 1) in out's dtype
-        fused = ctx.triton and cgd_triton.available(grad)
-        need_max = len(leaves) == 2
+        out, s = ctx.saved_tensors  # s: (N, C, T', 1, 1) in out's dtype
+        link = ctx.link
+        fused = link.fused = link.triton and cgd_triton.available(grad)
         # max(X) * s rounded as the forward's product rounded it: where out equals it, X had its max
-        m_ref = (leaves[1].detach().to(out.dtype)[..., None, None] * s)[..., 0, 0] if need_max and fused else None
-        dot, cnt = cgd_triton.backward_rows(grad, out, m_ref) if fused else (_dot_hw(grad, out), None)
+        link.m_ref = (link.mx.to(out.dtype)[..., None, None] * s)[..., 0, 0] if fused and link.mx is not None else None
+        dot, link.cnt = cgd_triton.backward_rows(grad, out, link.m_ref) if fused else (_dot_hw(grad, out), None)
         if s.shape[2] == 1:
             dot = dot.sum(2, keepdim=True)
-        g_scale = dot.to(scale.dtype) / s[..., 0, 0].to(scale.dtype)  # sum_hw(grad * X)
-        wanted = leaves + [p for p in ps if p.requires_grad]
-        grads = torch.autograd.grad(scale, wanted, g_scale[..., None, None],
-                                    retain_graph=True, allow_unused=True)  # backward may run twice (gradcheck)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            shift = grads[0] / (out.shape[3] * out.shape[4])
-            if fused:
-                d_max = None if m_ref is None else grads[1].float() / cnt
-                grad_x = cgd_triton.backward_apply(grad, out, s[..., 0, 0].float(), shift.float(), m_ref, d_max)
-            else:
-                grad_x = _affine(grad, s, shift.to(out.dtype)[..., None, None])
-                if need_max:
-                    grad_x = _add_max_grad(grad_x, out, grads[1])
-        it = iter(grads[len(leaves):])
-        return (grad_x, None, *(next(it) if p.requires_grad else None for p in ps))
+        link.grad, link.out, link.s = grad, out, s
+        return None, (dot.to(s.dtype) / s[..., 0, 0])[..., None, None], None  # d scale = sum_hw(grad * X)
 
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
