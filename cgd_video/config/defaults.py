@@ -86,9 +86,10 @@ _C.DATA.TEST_CROP = 256
 _C.DATA.MEAN = [0.485, 0.456, 0.406]
 # Per-channel RGB std (ImageNet).
 _C.DATA.STD = [0.229, 0.224, 0.225]
-# Video decoding backend: "pyav" (mp4/mkv: seek + skip the frames a clip does not need; 1.5-1.7x decord's
-# clips/s on h264, docs/BENCHMARKS.md §4b), "decord" (used only where its random access is frame-exact,
-# else PyAV; falls back to PyAV) or "frames" (JPEG folders). Every backend returns the same frames.
+# Video decoding backend: "pyav" (mp4/mkv: seek + skip the frames a clip does not need; 1.17x decord's
+# train clips per worker on h264, docs/BENCHMARKS.md §4b), "decord" (used only where its random access
+# is frame-exact, else PyAV; falls back to PyAV) or "frames" (JPEG folders). Every backend returns the
+# same frames.
 _C.DATA.BACKEND = "pyav"
 # Training: how many other videos to try when one cannot be decoded (the replacement is counted).
 _C.DATA.MAX_RETRIES = 10

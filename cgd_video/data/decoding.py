@@ -15,7 +15,7 @@ Decode less: only the requested frames are converted to RGB, and ``short_side`` 
 scale (decord's ``width``/``height``, PyAV's ``reformat``) when the source is larger: full-HD frames never
 reach Python at full size.
 
-Backends (``docs/BENCHMARKS.md`` §4b: on h264 the PyAV reader gives 1.5-1.7x decord's clips/s per worker)
+Backends (``docs/BENCHMARKS.md`` §4b: on h264 the PyAV reader gives 1.17x decord's clips per worker)
   ``"decord"``: random access by frame index on indexed containers, PyAV on others. When decord cannot
   open or decode a file (e.g. AV1), the reader falls back to PyAV by itself (logged once, debug).
   ``"pyav"`` (default): the *video* stream (``container.streams.video[0]``); frames counted by demuxing packets (no
