@@ -19,6 +19,8 @@ CPU tensors under ``TRITON_INTERPRET=1`` (how tests/test_cgd_triton.py checks th
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -45,8 +47,6 @@ def available(*tensors: Tensor) -> bool:
     """True when triton is importable, the tensors are on a GPU (or interpreted) and their H, W merge."""
     if triton is None:
         return False
-    import os
-
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     return all((t.is_cuda or interpreted) and _strides(t) is not None for t in tensors)
 
