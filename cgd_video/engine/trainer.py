@@ -11,9 +11,10 @@ reads a config. Set-up order matters for defect-free restarts:
 4. hooks are registered and restored, the model is wrapped in DDP, and the loop runs.
 
 Exact resume: the data order is ``du.epoch_order(n, seed, epoch)`` (DistributedSampler's) sharded after the
-samples already consumed, augmentation comes from (seed, epoch, index) inside the dataset, every DataLoader
-gets its own generator, the LR is a pure function of the fractional epoch, and checkpoints hold every
-rank's RNG state. DataLoader workers ignore SIGTERM/SIGINT/SIGUSR1 (:func:`ignore_stop_signals`).
+samples already consumed, augmentation comes from (seed, epoch, index) inside the dataset (its epoch lives
+in shared memory, so the one loader's persistent workers see it), the LR is a pure function of the
+fractional epoch, and checkpoints hold every rank's RNG state. DataLoader workers ignore
+SIGTERM/SIGINT/SIGUSR1 (:func:`ignore_stop_signals`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class _EpochBatches:
         self.per_step = job.loop.batch_size * job.loop.accum_steps
         self.steps_per_epoch = len(job.train_dataset) // (self.per_step * world)
         self.consumed: Dict[int, int] = {}
+        self.indices: list = []  # this epoch's samples: the sampler of one loader whose workers persist
+        self.loader: DataLoader | None = None
 
     def __call__(self, epoch: int, skip_steps: int) -> DataLoader:
         job = self.job
@@ -85,10 +88,18 @@ class _EpochBatches:
         order = du.epoch_order(len(job.train_dataset), job.loop.seed, epoch)
         indices = du.train_shard(order, consumed, self.rank, self.world, self.steps_per_epoch - skip_steps,
                                  self.per_step)
-        return DataLoader(job.train_dataset, batch_size=job.loop.batch_size, sampler=indices,
-                          num_workers=job.run.num_workers, pin_memory=job.run.pin_memory and self.device.type == "cuda",
-                          drop_last=False, worker_init_fn=ignore_stop_signals,
-                          generator=torch.Generator().manual_seed(job.loop.seed * 100_003 + epoch))
+        self.indices[:] = indices  # the dataset's epoch is in shared memory: persistent workers see set_epoch
+        if self.loader is None:
+            self.loader = DataLoader(job.train_dataset, batch_size=job.loop.batch_size, sampler=self.indices,
+                                     num_workers=job.run.num_workers, persistent_workers=job.run.num_workers > 0,
+                                     pin_memory=job.run.pin_memory and self.device.type == "cuda", drop_last=False,
+                                     worker_init_fn=ignore_stop_signals,
+                                     generator=torch.Generator().manual_seed(job.loop.seed * 100_003))
+        return self.loader
+
+    def close(self) -> None:
+        """End the persistent workers with the run (they ignore stop signals, so exit would wait on them)."""
+        self.loader = None
 
     def resume_iteration(self, iteration: int, old_world: int, old_steps_per_epoch: int) -> int:
         """This run's iteration for a checkpoint saved at ``iteration`` by ``old_world`` processes: the
@@ -199,7 +210,10 @@ def train(job: TrainJob, extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]
     if ckpt is not None:
         start = loop.batches_for.resume_iteration(int(ckpt["iteration"]), int(ckpt.get("world_size", 1)),
                                                   int(ckpt.get("steps_per_epoch", loop.steps_per_epoch)))
-    loop.train(start)
+    try:
+        loop.train(start)
+    finally:
+        loop.batches_for.close()
     du.barrier()
     return dict(status=loop.stop_reason or "finished", val=_last_val(loop),
                 epoch=min(job.loop.max_epoch, loop.iteration // loop.steps_per_epoch), iteration=loop.iteration,
