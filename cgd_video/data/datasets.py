@@ -88,7 +88,8 @@ class TrainClipDataset(_VideoListDataset):
     process (path + reason) and kept in ``self.failures`` (``{path: reason}``, per process).
 
     Only decoding and I/O failures (:class:`VideoDecodeError`, ``OSError``) replace a video; any other
-    exception is a bug and propagates with its traceback.
+    exception is a bug and propagates with its traceback. A failed path is not decoded again by this
+    process (with the trainer's persistent workers: for the whole run).
 
     Randomness: attempt ``a`` of item ``i`` in epoch ``e`` draws everything (replacement video, temporal
     window, crop, flip) from ``np.random.default_rng([seed, e, i, a])``: the same (seed, epoch, index)
