@@ -27,11 +27,11 @@ cache effects hit all alike):
             worker. Its decode alone is timed too (``before: decode only``).
   steps     for each reader (``decord``: frame-exact choice, PyAV on AVI; ``pyav``: seek + skip non-ref
             frames on mp4/mkv): augmentation in the worker (float out), then device augmentation (the
-            worker returns the uint8 canvas) without and with libav scaling to ``ceil(224 / 0.75) = 299``.
+            worker returns the uint8 crop box) without and with libav scaling to ``ceil(224 / 0.75) = 299``.
   after     ``TrainClipDataset(device_augment=True)`` with the defaults: ``pyav``, decode-time scaling.
   consumer  ``device_augment.augment`` of a batch of 8 on the CPU, per clip (what the training step adds).
-Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 canvases, batches of 4, pinned on CUDA) feeding a
-consumer that only runs ``augment``: clips/s on the h264 320x240 set.
+Full loader: a DataLoader with N = 1, 2 persistent workers (uint8 boxes, ``collate_train``, batches of
+4, pinned on CUDA) feeding a consumer that only runs ``augment``: clips/s on the h264 320x240 set.
 
     python benchmarks/bench_data.py --quick --json benchmarks/results/data_quick.json
     python benchmarks/bench_data.py --items-only --videos 6 --repeats 2 --json benchmarks/results/bench_data_items.json
@@ -61,7 +61,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -269,7 +268,7 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> tuple[dict, dict]
         times[name] = spent
         ds = TrainClipDataset([(str(v), 0) for v in videos], num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE,
                               crop_size=CROP, device_augment=True)
-        batch = default_collate([ds[i % len(videos)] for i in range(8)])
+        batch = ds.collate_fn([ds[i % len(videos)] for i in range(8)])
         device_augment.augment(batch[0], batch[4], CROP)
         start = time.perf_counter()
         for _ in range(repeats):
@@ -292,7 +291,7 @@ def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
     ds = TrainClipDataset(records, num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE, crop_size=CROP,
                           device_augment=True)
     loader = DataLoader(ds, batch_size=4, num_workers=workers, persistent_workers=True,
-                        pin_memory=torch.cuda.is_available())
+                        collate_fn=ds.collate_fn, pin_memory=torch.cuda.is_available())
     for batch in loader:  # epoch 0: start the workers, warm up
         device_augment.augment(batch[0], batch[4], CROP)
     ds.set_epoch(1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 
 from cgd_video.data import device_augment as A
 from cgd_video.data.datasets import TrainClipDataset
@@ -33,15 +35,15 @@ def mixed_records(tmp_path_factory, synthetic_dataset) -> list:
 
 
 def test_worker_and_device_give_the_same_clip_bit_for_bit(mixed_records):
-    # decode_scale=False: boxes of two source sizes, larger than the canvas (32), are fitted by carry()
+    # decode_scale=False keeps the two source sizes apart, so the batch needs padding
     worker = TrainClipDataset(mixed_records, seed=3, decode_scale=False, **KW)
     device = TrainClipDataset(mixed_records, seed=3, device_augment=True, decode_scale=False, **KW)
     for epoch in (0, 5):
         worker.set_epoch(epoch)
         device.set_epoch(epoch)
-        batch = default_collate([device[i] for i in range(len(mixed_records))])
+        batch = device.collate_fn([device[i] for i in range(len(mixed_records))])
         clips, labels, index, replaced, params = batch
-        assert clips.dtype == torch.uint8 and clips.shape == (6, 4, 32, 32, 3)  # one canvas size for all
+        assert clips.dtype == torch.uint8 and clips.shape[:2] == (6, 4) and clips.shape[2] > 48  # padded
         out = A.augment(clips, params, 24)
         assert out.shape == (6, 3, 4, 24, 24) and out.dtype == torch.float32
         for i in range(len(mixed_records)):
@@ -57,7 +59,7 @@ def test_sources_larger_than_needed_are_scaled_while_decoding(mixed_records, mon
     from cgd_video.data import datasets
 
     ds = TrainClipDataset(mixed_records, device_augment=True, **KW)
-    assert ds.short_side == ds.carry_size == 32
+    assert ds.short_side == 32  # both sources (short sides 48 and 60) are at least 1.5 x 32
     decoded = []
     real = datasets.read_clip
 
@@ -68,27 +70,31 @@ def test_sources_larger_than_needed_are_scaled_while_decoding(mixed_records, mon
 
     monkeypatch.setattr(datasets, "read_clip", spy)
     for i in (0, 1):  # 64x48 and 80x60 sources
-        canvas, *_, params = ds[i]
+        box, *_, params = ds[i]
         top, left, h, w, _ = params.tolist()
-        assert canvas.shape == (4, 32, 32, 3) and (top, left) == (0, 0) and 24 <= h == w <= 32
-        assert canvas[:, h:].eq(0).all() and canvas[:, :, w:].eq(0).all() and canvas[:, :h, :w].float().mean() > 1
+        assert box.shape == (4, h, w, 3) and (top, left) == (0, 0) and 24 <= h == w <= 32
     assert decoded == [(32, 43), (32, 43)]
+    big = TrainClipDataset(mixed_records, device_augment=True, num_frames=4, sampling_rate=2, crop_size=40)
+    assert big.short_side == 54 and big._scale_to(Path(mixed_records[0].path)) is None  # 48 < 1.5 x 54
 
 
-def test_carry_cuts_the_box_exactly_and_fits_larger_ones():
+def test_carry_cuts_the_box_and_collate_pads():
     frames = _frames(2, 40, 60)
-    canvas, params = A.carry(frames, torch.tensor([5, 9, 20, 30, 1]), 32)
-    assert params.tolist() == [0, 0, 20, 30, 1] and canvas.shape == (2, 32, 32, 3)
-    assert torch.equal(canvas[:, :20, :30], frames[:, 5:25, 9:39]) and canvas[:, 20:].eq(0).all()
-    canvas, params = A.carry(frames, torch.tensor([0, 4, 40, 48, 0]), 32)  # 40x48 box: fitted to 27x32
-    assert params.tolist() == [0, 0, 27, 32, 0] and canvas[:, 27:].eq(0).all()
+    box, params = A.carry(frames, torch.tensor([5, 9, 20, 30, 1]))
+    assert params.tolist() == [0, 0, 20, 30, 1] and torch.equal(box, frames[:, 5:25, 9:39]) and box.is_contiguous()
+    other, other_params = A.carry(frames, torch.tensor([0, 0, 24, 24, 0]))
+    samples = [(box, 1, 0, -1, params), (other, 2, 1, 5, other_params)]
+    clips, labels, index, replaced, params_b = A.collate_train(samples)
+    assert clips.shape == (2, 2, 24, 30, 3) and labels.tolist() == [1, 2] and replaced.tolist() == [-1, 5]
+    assert torch.equal(clips[0, :, :20], box) and clips[0, :, 20:].eq(0).all() and clips[1, :, :, 24:].eq(0).all()
+    assert torch.equal(params_b, torch.stack([params, other_params]))
 
 
 def test_persistent_workers_see_the_epoch(mixed_records):
     """The epoch is shared memory: persistent DataLoader workers draw epoch e's clips after set_epoch(e)."""
     ds = TrainClipDataset(mixed_records, seed=1, device_augment=True, **KW)
     ref = TrainClipDataset(mixed_records, seed=1, device_augment=True, **KW)
-    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True)
+    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True, collate_fn=ds.collate_fn)
     for epoch in (0, 2):
         ds.set_epoch(epoch)
         ref.set_epoch(epoch)
@@ -165,12 +171,12 @@ def test_flip_mirrors_the_clip():
 
 @pytest.mark.cuda
 def test_augment_on_cuda_matches_the_cpu_and_prepare_batch_uses_it(mixed_records):
-    """On the GPU the same canvases and parameters give the CPU's clip within one uint8 step of the resize
+    """On the GPU the same boxes and parameters give the CPU's clip within one uint8 step of the resize
     (torchvision resizes uint8 on CUDA through float); prepare_batch augments on the device."""
     from cgd_video.boundary.training import prepare_batch
 
     ds = TrainClipDataset(mixed_records, seed=2, device_augment=True, **KW)
-    batch = default_collate([ds[i] for i in range(len(ds))])
+    batch = ds.collate_fn([ds[i] for i in range(len(ds))])
     cpu = A.augment(batch[0], batch[4], 24)
     gpu = A.augment(batch[0].cuda(), batch[4], 24)
     assert gpu.is_cuda and gpu.shape == cpu.shape

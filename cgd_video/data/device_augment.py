@@ -7,12 +7,12 @@ Paper Sec. 4.1 / PROTOCOL §5: each training clip gets a random crop (or scale, 
   ``(seed, epoch, index, attempt)`` by :class:`~cgd_video.data.datasets.TrainClipDataset`), right after
   the temporal window is drawn. It returns five int64 numbers: the crop box in the decoded frame's pixels
   ``(top, left, height, width)`` and ``flip`` (0/1). The draws are cheap; the worker then only decodes.
-* :func:`carry` (worker) cuts the box out of the decoded frames and writes it at the top-left of a
-  fixed ``(T, K, K, 3)`` uint8 canvas (``K`` = :func:`decode_short_side`: the boxes of frames the decoder
-  scaled always fit; a larger box, e.g. from an unscaled frame folder, is first resized to fit). Every
-  item then has the same shape, so PyTorch's default collate batches them, pinned, into ``(B, T, K, K, 3)``
-  uint8: at most 8.6 MB a clip for the paper's 32 x 224 (K = 299), 45% of the float32 clip.
-* :func:`augment` (device) takes that batch and the carried parameters ``(0, 0, h, w, flip)`` on whatever
+* :func:`carry` (worker) cuts the box out of the decoded frames: a uint8 ``(T, h, w, 3)`` clip (at most
+  the shorter side squared: 8.6 MB for the paper's 32 x 224 from a source scaled to 299, 45% of the
+  float32 clip) and the parameters that address it, ``(0, 0, h, w, flip)``.
+  :func:`collate_train` batches them (zero-padded at the bottom/right to the batch's largest box, which
+  the boxes never reach), pinned on CUDA.
+* :func:`augment` (device) takes that batch and the carried parameters on whatever
   device it is on (the model's: GPU, or the CPU in CPU runs): per clip, the box is resized to
   ``crop_size`` (torchvision's bilinear antialiased uint8 resize, one call over all T frames of the clip:
   5x faster on the CPU than a float32 ``interpolate``) and flipped; the whole batch is then converted and
@@ -41,7 +41,7 @@ import torchvision.transforms.v2.functional as TF
 from cgd_video.data import sampling
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, _affine, short_side_size
 
-__all__ = ["TRAIN_AUGS", "augment", "carry", "decode_short_side", "draw_params"]
+__all__ = ["TRAIN_AUGS", "augment", "carry", "collate_train", "decode_short_side", "draw_params"]
 
 TRAIN_AUGS = ("paper", "jitter")
 PAPER_SCALE = (0.75, 1.0)  # the paper's crop: 0.75-1 of the shorter side
@@ -117,15 +117,26 @@ def augment(
     return out.mul_(scale).add_(shift)
 
 
-def carry(frames: torch.Tensor, params: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The box of uint8 ``frames`` ``(T, H, W, 3)`` on a zero ``(T, size, size, 3)`` canvas, and the
-    parameters that address it there ``(0, 0, h, w, flip)`` (module doc)."""
+def carry(frames: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box of uint8 ``frames`` ``(T, H, W, 3)`` as its own contiguous clip, and the parameters that
+    address it there ``(0, 0, h, w, flip)`` (module doc)."""
     top, left, h, w, flip = params.tolist()
-    box = frames[:, top : top + h, left : left + w]
-    if max(h, w) > size:  # only boxes of frames nobody scaled: fit them (aspect kept)
-        h, w = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
-        box = box.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-        box = TF.resize(box, [h, w], interpolation=TF.InterpolationMode.BILINEAR, antialias=True).permute(0, 2, 3, 1)
-    canvas = torch.zeros((frames.shape[0], size, size, 3), dtype=torch.uint8)
-    canvas[:, :h, :w] = box
-    return canvas, torch.tensor([0, 0, h, w, flip], dtype=torch.int64)
+    box = frames[:, top : top + h, left : left + w].contiguous()
+    return box, torch.tensor([0, 0, h, w, flip], dtype=torch.int64)
+
+
+def collate_train(samples: Sequence[tuple]) -> tuple[torch.Tensor, ...]:
+    """``[(box uint8 (T, h, w, 3), label, index, replaced_from, params (5,)), ...]`` -> batched tensors
+    ``(clips (B, T, Hmax, Wmax, 3), labels, indices, replaced_from, params (B, 5))``; smaller boxes are
+    zero-padded at the bottom/right (their parameters stay inside their own pixels)."""
+    clips = [s[0] for s in samples]
+    t = clips[0].shape[0]
+    h, w = max(c.shape[1] for c in clips), max(c.shape[2] for c in clips)
+    if all(tuple(c.shape[1:3]) == (h, w) for c in clips):
+        batch = torch.stack(clips)
+    else:
+        batch = torch.zeros((len(clips), t, h, w, 3), dtype=torch.uint8)
+        for b, c in enumerate(clips):
+            batch[b, :, : c.shape[1], : c.shape[2]] = c
+    labels, indices, replaced = (torch.tensor([int(s[k]) for s in samples], dtype=torch.int64) for k in (1, 2, 3))
+    return batch, labels, indices, replaced, torch.stack([s[4] for s in samples])

@@ -94,6 +94,7 @@ class _EpochBatches:
                                      num_workers=job.run.num_workers, persistent_workers=job.run.num_workers > 0,
                                      pin_memory=job.run.pin_memory and self.device.type == "cuda", drop_last=False,
                                      worker_init_fn=ignore_stop_signals,
+                                     collate_fn=getattr(job.train_dataset, "collate_fn", None),
                                      generator=torch.Generator().manual_seed(job.loop.seed * 100_003))
         return self.loader
 
