@@ -161,10 +161,12 @@ def test_compiled_model_saves_plain_weights():
     assert maybe_compile(model, False) is model
 
 
-def test_world_size_change_is_warned_with_what_is_lost(capfd):
+def test_world_size_change_is_warned_with_what_is_lost(caplog):
     from cgd_video.engine.checkpointer import _same_world
 
-    assert _same_world({"world_size": 1}) is True
-    assert _same_world({"world_size": 2}) is False  # saved by 2 processes, resumed by this one
-    err = capfd.readouterr().err
+    # caplog, not capfd: the logger's stream handler keeps whichever stderr an earlier test installed
+    with caplog.at_level("WARNING", logger="cgd_video.train"):
+        assert _same_world({"world_size": 1}) is True
+        assert _same_world({"world_size": 2}) is False  # saved by 2 processes, resumed by this one
+    err = caplog.text
     assert "no longer bit-identical" in err and "RNG stream" in err and "no sample of the epoch is seen twice" in err
