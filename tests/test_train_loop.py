@@ -3,6 +3,8 @@ logging steps (CPU: counted; CUDA: torch's sync debug mode), hooks see every sta
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -164,9 +166,14 @@ def test_compiled_model_saves_plain_weights():
 def test_world_size_change_is_warned_with_what_is_lost(caplog):
     from cgd_video.engine.checkpointer import _same_world
 
-    # caplog, not capfd: the logger's stream handler keeps whichever stderr an earlier test installed
-    with caplog.at_level("WARNING", logger="cgd_video.train"):
+    # caplog's handler on the logger itself, not capfd: the logger does not propagate, and its stream
+    # handler keeps whichever stderr was current when an earlier test created it
+    logger = logging.getLogger("cgd_video.train")
+    logger.addHandler(caplog.handler)
+    try:
         assert _same_world({"world_size": 1}) is True
         assert _same_world({"world_size": 2}) is False  # saved by 2 processes, resumed by this one
+    finally:
+        logger.removeHandler(caplog.handler)
     err = caplog.text
     assert "no longer bit-identical" in err and "RNG stream" in err and "no sample of the epoch is seen twice" in err
