@@ -41,3 +41,13 @@ def subprocess_env() -> dict:
 
 
 PYTHON = sys.executable
+
+
+def run_tool(script: str, *args: str, timeout: float = 300) -> str:
+    """Run ``tools/<script>`` as a user would and return its stdout; the CLI must exit 0."""
+    import subprocess
+
+    proc = subprocess.run([PYTHON, str(REPO / "tools" / script), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

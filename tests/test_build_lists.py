@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from cgd_video.data.list_builders import (
 )
 from cgd_video.data.lists import VideoRecord, read_classes, read_video_list
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import build_lists  # noqa: E402
+from _train_helpers import run_tool  # noqa: E402
 
 UCF_COUNTS = {1: (9537, 3783), 2: (9586, 3734), 3: (9624, 3696)}
 
@@ -115,11 +113,10 @@ def test_ucf101_finds_reencoded_mp4_and_rejects_inconsistent_labels(tmp_path):
         build_ucf101_lists(splits, root)
 
 
-def test_cli_ucf101_on_synthetic_dataset(synthetic_dataset, tmp_path, capsys):
+def test_cli_ucf101_on_synthetic_dataset(synthetic_dataset, tmp_path):
     out = tmp_path / "lists"
-    assert build_lists.main(["ucf101", "--splits", str(synthetic_dataset / "splits"),
-                             "--root", str(synthetic_dataset / "videos"), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = run_tool("build_lists.py", "ucf101", "--splits", str(synthetic_dataset / "splits"),
+                           "--root", str(synthetic_dataset / "videos"), "--out", str(out))
     assert "split 2 skipped" in printed and "missing files: 0" in printed
     classes = read_classes(out / "classes.txt")
     official = (synthetic_dataset / "splits" / "trainlist01.txt").read_bytes().decode().split("\r\n")[:-1]
@@ -197,11 +194,10 @@ def test_minikinetics_join(minikinetics):
     assert any("4 classes found, Mini-Kinetics-200 has 200" in note for note in lists.notes)
 
 
-def test_cli_minikinetics_writes_counts_and_reports(minikinetics, tmp_path, capsys):
+def test_cli_minikinetics_writes_counts_and_reports(minikinetics, tmp_path):
     mk, out = minikinetics, tmp_path / "out"
-    assert build_lists.main(["minikinetics", "--csv", str(mk["csv"]), "--train-ids", str(mk["train_ids"]),
-                             "--val-ids", str(mk["val_ids"]), "--root", str(mk["root"]), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = run_tool("build_lists.py", "minikinetics", "--csv", str(mk["csv"]), "--train-ids", str(mk["train_ids"]),
+                           "--val-ids", str(mk["val_ids"]), "--root", str(mk["root"]), "--out", str(out))
     assert "1 listed videos not found" in printed and "84994 ids not in the CSVs" in printed
     classes = read_classes(out / "classes.txt")
     assert classes == sorted(LABELS)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from cgd_video.data.lists import read_video_list
 from cgd_video.data.video_check import check_video, check_videos
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import build_lists  # noqa: E402
+from _train_helpers import run_tool  # noqa: E402
 
 
 def test_check_video_good_and_bad(synthetic_dataset, synthetic_kw, bad_videos):
@@ -39,7 +36,7 @@ def test_check_videos_keeps_order_in_process(synthetic_dataset, bad_videos):
     assert [r.ok for r in results] == [True, False, True, False]
 
 
-def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, tmp_path, capsys):
+def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, tmp_path):
     root = tmp_path / "videos"
     good = sorted((synthetic_dataset / "videos").rglob("*.mp4"))[:3]
     for i, path in enumerate(good):
@@ -49,8 +46,8 @@ def test_cli_check_filters_lists_and_keeps_files(synthetic_dataset, bad_videos, 
         shutil.copy(path, root / "Mixed" / path.name)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     out = tmp_path / "lists"
-    assert build_lists.main(["folder", "--root", str(root), "--out", str(out), "--check", "--workers", "2"]) == 0
-    assert "3 videos do not decode" in capsys.readouterr().out
+    assert "3 videos do not decode" in run_tool("build_lists.py", "folder", "--root", str(root), "--out", str(out), "--check",
+                                                    "--workers", "2")
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing deleted or moved
     with open(out / "check_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
