@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make test   create .venv/ if missing, install cgd_video into it, run the tests
 #   make demo   create .venv/ if missing, then synthetic data -> lists -> train -> 10x3 test -> infer
-#   make bench  quick model and data benchmarks -> outputs/bench/*.json
+#   make bench  quick model, data and temporal-order benchmarks -> outputs/bench/*.json
 #   make gpu-wheels  wheels the GPU machine lacks (Python 3.12, manylinux x86_64) -> .whl/ for benchmarks/gpu_check.sh
 PYTHON ?= python3
 VENV   := .venv
@@ -29,6 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py --quick --json outputs/bench/model_quick.json
 	$(PY) benchmarks/bench_data.py --quick --json outputs/bench/data_quick.json
+	$(PY) benchmarks/bench_temporal.py --quick --json outputs/bench/temporal_quick.json
 
 # The GPU machine's python3 (3.12) has torch, torchvision, triton, pytest, pyyaml, tqdm, matplotlib but not
 # these; benchmarks/gpu_check.sh installs .whl/*.whl into a temporary --target folder before it runs.
