@@ -290,7 +290,3 @@ def _eager(x: Tensor) -> bool:
     """Eager autograd: traced/scripted/compiled graphs see the plain ops, not the custom Function."""
     return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
 
-
-def _eager(x: Tensor) -> bool:
-    """Eager autograd: traced/scripted/compiled graphs see the plain ops, not the custom Function."""
-    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
