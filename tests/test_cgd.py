@@ -392,13 +392,13 @@ def _channels_innermost(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("layout", ["channels_last_3d", "frames_channels_last"])
 def test_channel_rows_view_takes_no_copy(layout):
-    from cgd_video.models.cgd import _channel_rows
+    from cgd_video.models.cgd_kernels import channel_rows
 
     x = _channels_innermost(torch.randn(2, 6, 3, 5, 4), layout)
-    rows = _channel_rows(x)
+    rows = channel_rows(x)
     assert rows is not None and rows.shape == (2, 3, 20, 6) and rows.data_ptr() == x.data_ptr()
     torch.testing.assert_close(rows.mean(2).transpose(1, 2), x.mean((3, 4)), rtol=1e-6, atol=1e-6)
-    assert _channel_rows(x.contiguous()) is None  # NCHW keeps the (3, 4) reductions
+    assert channel_rows(x.contiguous()) is None  # NCHW keeps the (3, 4) reductions
 
 
 @pytest.mark.parametrize("layout", ["channels_last_3d", "frames_channels_last"])

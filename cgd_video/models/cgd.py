@@ -23,8 +23,6 @@ from torch import Tensor, nn
 
 from cgd_video.models.cgd_kernels import channel_rows, frame_pools, pooled_rescale, positive_scale
 
-_channel_rows = channel_rows  # the name the tests and older callers import
-
 __all__ = ["CGD", "CGDStage", "VARIANTS", "TEMPORAL_MODES", "INITS"]
 
 # Table 2, single-stage variants: (g source, f source). "a" = spatial average pool, "m" = spatial
