@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from cgd_video.data import device_augment as device_augment_mod
 from cgd_video.data import sampling, transforms
 from cgd_video.data.containers import probe
-from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError, open_video, read_clip
+from cgd_video.data.decoding import DECODE_ERRORS, decode_reason, open_video, read_clip
 
 __all__ = ["TrainClipDataset", "resolve_path"]
 
@@ -46,10 +46,6 @@ def resolve_path(root: PathLike | None, path: PathLike) -> Path:
     """``path`` if absolute (or no root), else ``root / path``."""
     path = Path(path)
     return path if path.is_absolute() or root is None else Path(root) / path
-
-
-def _reason(exc: BaseException) -> str:
-    return exc.reason if isinstance(exc, VideoDecodeError) else f"{type(exc).__name__}: {exc}"
 
 
 class _VideoListDataset(Dataset):
@@ -197,7 +193,7 @@ class TrainClipDataset(_VideoListDataset):
             try:
                 frames, params = self._load(path, rng)
             except DECODE_ERRORS as exc:  # a bad video must not kill the worker: record, replace, count
-                reason = _reason(exc)
+                reason = decode_reason(exc)
                 self.failures[str(path)] = reason
                 logger.warning("skipping undecodable video %s: %s (replaced by another video)", path, reason)
                 tried.append(f"{path}: {reason}")

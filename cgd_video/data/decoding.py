@@ -48,6 +48,7 @@ __all__ = [
     "FrameCountMismatch",
     "VideoDecodeError",
     "VideoReader",
+    "decode_reason",
     "open_video",
     "read_clip",
     "reader_for",
@@ -87,6 +88,12 @@ class FrameCountMismatch(VideoDecodeError):
 # What a bad or unreadable file raises through the readers (decoder failures are VideoDecodeError). Anything
 # else is a bug: datasets must not mistake it for bad data.
 DECODE_ERRORS = (VideoDecodeError, OSError)
+
+
+def decode_reason(exc: BaseException) -> str:
+    """The reason a file failed, for logs and reports: a :class:`VideoDecodeError`'s own reason, else the
+    exception's type and message."""
+    return exc.reason if isinstance(exc, VideoDecodeError) else f"{type(exc).__name__}: {exc}"
 
 
 class VideoReader(Protocol):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Union
 
 from cgd_video.data.containers import scaled_size
-from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError
+from cgd_video.data.decoding import DECODE_ERRORS, VideoDecodeError, decode_reason
 from cgd_video.data.scan import scan_folder
 from cgd_video.utils.atomic import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 
@@ -96,7 +96,7 @@ def _job(src: Path, dst: Path, short_side: int, gop: int, crf: int) -> str:
     try:
         atomic_write_bytes(dst, transcode(src, short_side, gop, crf))
     except DECODE_ERRORS as exc:
-        return exc.reason if isinstance(exc, VideoDecodeError) else f"{type(exc).__name__}: {exc}"
+        return decode_reason(exc)
     return ""
 
 

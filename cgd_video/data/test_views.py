@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from cgd_video.data import sampling, transforms
-from cgd_video.data.datasets import PathLike, _reason, _VideoListDataset
-from cgd_video.data.decoding import VideoDecodeError, VideoReader, open_video, read_clip
+from cgd_video.data.datasets import PathLike, _VideoListDataset
+from cgd_video.data.decoding import DECODE_ERRORS, VideoReader, decode_reason, open_video, read_clip
 
 __all__ = [
     "MultiViewTestDataset",
@@ -204,8 +204,8 @@ class MultiViewTestDataset(_VideoListDataset):
         path, (listed, label) = self.path(index), self.items[index]
         try:
             views, ok, error = self.views(index), True, ""
-        except (VideoDecodeError, OSError) as exc:  # recorded in the sample, counted by the evaluator
-            reason = _reason(exc)
+        except DECODE_ERRORS as exc:  # recorded in the sample, counted by the evaluator
+            reason = decode_reason(exc)
             logger.warning("test video %s cannot be decoded: %s", path, reason)
             views, ok, error = torch.zeros((self.num_views, *self.view_shape), dtype=torch.uint8), False, reason
         return {"views": views, "label": label, "index": int(index), "ok": ok, "error": error, "path": listed}

@@ -57,7 +57,7 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
         backend: the ``DATA.BACKEND`` the datasets will use.
     """
     from cgd_video.data.containers import probe
-    from cgd_video.data.decoding import VideoDecodeError, open_video
+    from cgd_video.data.decoding import VideoDecodeError, decode_reason, open_video
 
     file = Path(root) / path if root is not None else Path(path)
     info = probe(file) if file.is_file() else None  # None: the decode step below reports the reason
@@ -77,7 +77,7 @@ def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = Fa
             size = f"{frames.shape[2]}x{frames.shape[1]}"
         return CheckResult(str(path), "ok", n, round(float(reader.fps), 3), size, codec, reader.backend, "")
     except Exception as err:  # VideoDecodeError, or anything a broken file makes a decoder raise
-        reason = err.reason if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
+        reason = decode_reason(err)
         used = reader.backend if reader is not None else ""
         return CheckResult(str(path), "error", 0, 0.0, size, codec, used, " ".join(reason.split()))
 
