@@ -15,11 +15,16 @@ from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["INDEXED_FORMATS", "VideoInfo", "probe", "pts_index", "scaled_size"]
+__all__ = ["INDEXED_FORMATS", "VideoInfo", "is_indexed", "probe", "pts_index", "scaled_size"]
 
 PathLike = Union[str, os.PathLike]
 # PyAV container format names (``container.format.name`` is a comma-separated list) with a per-frame index.
 INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+
+
+def is_indexed(format_name: str) -> bool:
+    """Whether a PyAV ``container.format.name`` names a container with a per-frame index (module doc)."""
+    return bool(INDEXED_FORMATS.intersection(format_name.split(",")))
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class VideoInfo:
     def indexed(self) -> bool:
         """Whether the container carries a per-frame index (mp4/mov, mkv/webm): random access by frame is
         exact there (module doc)."""
-        return bool(INDEXED_FORMATS.intersection(self.format.split(",")))
+        return is_indexed(self.format)
 
 
 def probe(path: PathLike) -> Optional[VideoInfo]:

@@ -40,7 +40,7 @@ from typing import Callable, Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from cgd_video.data.containers import INDEXED_FORMATS, probe, pts_index, scaled_size
+from cgd_video.data.containers import is_indexed, probe, pts_index, scaled_size
 
 __all__ = [
     "BACKENDS",
@@ -170,8 +170,7 @@ class PyAVReader:
                 # Count packets instead of trusting the header (stream.frames is 0 for mkv/webm, often wrong).
                 packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
                 self.num_frames = len(packets)
-                indexed = bool(INDEXED_FORMATS.intersection(container.format.name.split(",")))
-                self._index = pts_index(packets) if indexed else None
+                self._index = pts_index(packets) if is_indexed(container.format.name) else None
         except VideoDecodeError:
             raise
         except Exception as exc:  # av.error.*, OSError, UnicodeDecodeError ...
