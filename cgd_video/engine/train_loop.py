@@ -7,7 +7,7 @@ is a :class:`HookBase` called at ``before_train`` / ``before_step`` / ``after_st
 ``after_train``: LR, metrics, evaluation, checkpoints, signals, stop-after (``engine/hooks.py``).
 A hook asks the loop to stop by setting ``loop.stop_reason``.
 
-Host syncs: loss, accuracy and the non-finite flag stay on the device (:class:`StepMeter`) and are read
+Host syncs: loss, accuracy (:class:`StepMeter`) and the non-finite flag stay on the device and are read
 only when a hook asks (the logging period, a checkpoint). Under DDP a rank with a non-finite loss must not
 skip ``backward`` while the others enter the gradient all-reduce (a collective mismatch in gloo, a hang
 in NCCL), so every micro-batch all-reduces ``[non-finite, stop signal]`` *before* backward and reads it:
@@ -58,11 +58,10 @@ class HookBase:
 
 
 class StepMeter:
-    """Device-side sums of loss, correct clips and the first non-finite iteration (no host sync to add)."""
+    """Device-side sums of weighted loss and correct clips (no host sync to add)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
         self.reset()
 
     def reset(self) -> None:
@@ -70,11 +69,10 @@ class StepMeter:
         self.clips = 0
         self.steps = 0
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, weight: float, it: int) -> None:
-        correct = (logits.argmax(1) == labels).sum()
-        self.sums += torch.stack([loss.double() * weight, correct.double()])
-        self.clips += len(labels)
-        self.first_bad.masked_fill_(~torch.isfinite(loss) & (self.first_bad < 0), it)
+    def add(self, sums: torch.Tensor, clips: int) -> None:
+        """``sums``: ``[loss x weight, correct clips]`` of one micro-batch (float64, on the device)."""
+        self.sums += sums
+        self.clips += clips
 
     def read(self, world_reduce: bool = True) -> dict:
         """Mean step loss, accuracy and clips since :meth:`reset`, summed over ranks (a collective)."""
@@ -104,6 +102,7 @@ class TrainLoop:
         self.stop_signal: Callable[[], int] = lambda: 0  # set by the signal hook: 0 none, else a code
         self.stop_agreed = 0  # the stop code every rank agreed on (max over ranks)
         self.window, self.epoch_meter = StepMeter(device), StepMeter(device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite iteration
         self.times = dict(data=0.0, compute=0.0)
         self.replaced = 0
         self.storage: dict = {}  # values hooks hand each other (lr, val metrics)
@@ -146,7 +145,7 @@ class TrainLoop:
         """One optimiser step over ``accum_steps`` micro-batches."""
         t0 = time.perf_counter()
         ddp = isinstance(self.model, DistributedDataParallel)
-        step_loss = torch.zeros((), device=self.device)
+        step_loss = None
         for i, batch in enumerate(micro_batches):
             inputs, labels = self.prepare_batch(batch, self.device)
             if len(batch) > 3:  # (clips, labels, index, replaced_from): videos swapped for undecodable ones
@@ -159,12 +158,20 @@ class TrainLoop:
                 if ddp:
                     self._agree_before_backward(loss, i)
                 self.scaler.scale(loss / self.accum_steps).backward()
-            step_loss += loss.detach() / self.accum_steps
-            for meter in (self.window, self.epoch_meter):
-                meter.add(loss.detach(), logits.detach(), labels, 1.0 / self.accum_steps, self.iteration + 1)
+            weighted = self._measure(loss.detach(), logits.detach(), labels)
+            step_loss = weighted if step_loss is None else step_loss + weighted
         self._optimizer_step()
         self.storage["step_loss"] = step_loss  # on the device: read it only when needed
         self.times["compute"] += time.perf_counter() - t0 - self.times.pop("_waited", 0.0)
+
+    def _measure(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One micro-batch into both meters and the non-finite flag (device ops only); its loss share."""
+        correct = (logits.argmax(1) == labels).sum()
+        sums = torch.stack([loss.double() * (1.0 / self.accum_steps), correct.double()])
+        for meter in (self.window, self.epoch_meter):
+            meter.add(sums, len(labels))
+        self.first_bad.masked_fill_(~torch.isfinite(loss) & (self.first_bad < 0), self.iteration + 1)
+        return loss / self.accum_steps
 
     def _agree_before_backward(self, loss: torch.Tensor, micro: int) -> None:
         """DDP: every rank learns whether any rank's loss is non-finite (and any stop signal) before backward."""
@@ -173,7 +180,7 @@ class TrainLoop:
         bad, stop = du.all_reduce_tensor(flags, op="max").tolist()
         self.stop_agreed = max(self.stop_agreed, int(stop))
         if bad:
-            self.window.first_bad.fill_(self.iteration + 1)
+            self.first_bad.fill_(self.iteration + 1)
             raise self.non_finite_error(micro)
 
     def _optimizer_step(self) -> None:
@@ -189,7 +196,7 @@ class TrainLoop:
             self.stop_agreed = max(self.stop_agreed, self.stop_signal())
 
     def non_finite_error(self, micro: Optional[int] = None) -> NonFiniteLossError:
-        it = int(self.window.first_bad)
+        it = int(self.first_bad)
         where = f", micro-batch {micro + 1}/{self.accum_steps}" if micro is not None else ""
         kept = self.storage.get("kept_checkpoint", "(none yet)")
         return NonFiniteLossError(
@@ -200,7 +207,7 @@ class TrainLoop:
 
     def raise_if_non_finite(self) -> None:
         """Read the device-side non-finite flag (a host sync): raise if any loss so far was NaN/inf."""
-        if int(self.window.first_bad) >= 0:
+        if int(self.first_bad) >= 0:
             raise self.non_finite_error()
 
 
