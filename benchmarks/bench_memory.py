@@ -26,16 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cgd_video.models import create_model  # noqa: E402
+from bench_model import OVERHEAD_MODELS as MODELS, build_ours  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
-
-MODELS = {
-    "c2d": ("c2d_r50", {}),
-    "cgd_shared": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
-    "cgd_concat": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "concat"}}),
-    "nl": ("c2d_r50_nl", {}),
-    "cgnl": ("c2d_r50_cgnl", {}),
-}
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -74,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for layout in ("fp32", "channels_last"):
         rows = {}
         for name in names:
-            reg, kw = MODELS[name]
-            model = create_model(reg, num_classes=400, num_frames=args.frames, layout="nonlocal32", **kw)
+            model = build_ours(*MODELS[name], args.frames, "nonlocal32")
             xi = x
             if layout == "channels_last":
                 model = model.to(memory_format=torch.channels_last)

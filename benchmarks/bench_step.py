@@ -15,11 +15,9 @@ ends), median over ``--rounds`` blocks per model. ``--compile`` wraps each model
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -28,34 +26,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cgd_video.models import create_model  # noqa: E402
+from bench_model import NUM_CLASSES, OVERHEAD_MODELS, build_ours, timed  # noqa: E402
+from cgd_video.runtime import AMP_MODES, autocast_context, grad_scaler, maybe_compile  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
 
-MODELS = {"c2d": ("c2d_r50", {}),
-          "cgd_shared": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}})}
-AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODELS = ("c2d", "cgd_shared")  # keys of bench_model.OVERHEAD_MODELS
 
 
 def make_stepper(name: str, args, device: torch.device):
     """A closure doing one optimiser step of model ``name`` on a fixed random batch."""
-    registry_name, kw = MODELS[name]
     torch.manual_seed(0)
-    model = create_model(registry_name, num_classes=400, num_frames=args.frames, layout="nonlocal32", **kw).to(device)
+    model = build_ours(*OVERHEAD_MODELS[name], args.frames, "nonlocal32").to(device)
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    y = torch.randint(0, 400, (args.batch,), device=device)
+    y = torch.randint(0, NUM_CLASSES, (args.batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    fn = torch.compile(model) if args.compile else model
-    dtype = AMP[args.amp]
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    fn = maybe_compile(model, args.compile)
+    scaler = grad_scaler(device, args.amp)
     model.train()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with autocast():
+        with autocast_context(device, args.amp):
             loss = nn.functional.cross_entropy(fn(x).float(), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -64,18 +58,9 @@ def make_stepper(name: str, args, device: torch.device):
     return step
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def block_seconds(step, steps: int, device: torch.device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return time.perf_counter() - t0
+    """Seconds of ``steps`` calls of ``step``, the device synchronised at both ends."""
+    return timed(lambda: [step() for _ in range(steps)], device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--amp", choices=tuple(AMP), default="none")
+    ap.add_argument("--amp", choices=AMP_MODES, default="none")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--steps", type=int, default=10, help="optimiser steps per timed block")
