@@ -1,15 +1,15 @@
 """Which config keys a builder reads: the checkpoint compatibility keys are derived, not listed by hand.
 
-``traced(cfg)`` wraps a config node; every leaf value read through it is recorded as ``{"A.B": value}``.
-A builder run on the wrapper returns its result and the keys it depended on, so a key that starts
-shaping the model or the training recipe is compared on resume without anyone adding it to a list.
+``reads_of(builder, cfg)`` runs ``builder`` on a wrapper of the config node that records every leaf value
+read through it as ``{"A.B": value}``, and returns the result and the keys it depended on: a key that
+starts shaping the model or the training recipe is compared on resume without anyone adding it to a list.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Tuple
 
-__all__ = ["traced", "reads_of"]
+__all__ = ["reads_of"]
 
 
 class _Reads:
@@ -37,13 +37,7 @@ class _Reads:
         raise AttributeError("a traced config is read-only")
 
 
-def traced(cfg: Any) -> Tuple[Any, Dict[str, Any]]:
-    """``(wrapper, log)``: read ``cfg`` through ``wrapper``; ``log`` fills with the leaf keys read."""
-    log: Dict[str, Any] = {}
-    return _Reads(cfg, "", log), log
-
-
 def reads_of(builder: Callable[[Any], Any], cfg: Any) -> Tuple[Any, Dict[str, Any]]:
     """``builder(cfg)`` run on a traced config: ``(result, {key: value read})``."""
-    wrapper, log = traced(cfg)
-    return builder(wrapper), log
+    log: Dict[str, Any] = {}
+    return builder(_Reads(cfg, "", log)), log
