@@ -22,6 +22,7 @@ from cgd_video.boundary._reads import reads_of
 from cgd_video.boundary.data import build_test_dataset, build_train_dataset, read_classes_for, train_dataset_kwargs
 from cgd_video.boundary.model import arch_keys, build_model, model_kwargs, pretrained_warning
 from cgd_video.config import ConfigError, load_config
+from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
 
 __all__ = ["prepare_batch", "schedule_kwargs", "optimizer_kwargs", "loop_settings", "run_settings", "recipe_keys",
            "build_job", "train_from_config", "main", "EXIT_CODES"]
@@ -148,7 +149,7 @@ def train_from_config(cfg, extra_hooks: Sequence = ()) -> Dict[str, Any]:
 
 # tools/train.py exit status: 0 finished or stopped by SIGTERM (saved), 2 bad input, 3 non-finite loss,
 # 75 stopped by SIGUSR1 (saved; the launcher should requeue, tools/slurm/train.sbatch does).
-EXIT_CODES = {"ok": 0, "bad_input": 2, "non_finite": 3, "requeue": 75}  # == engine.hooks.REQUEUE_EXIT_CODE
+EXIT_CODES = {"ok": 0, "bad_input": 2, "non_finite": 3, "requeue": REQUEUE_EXIT_CODE}
 
 
 def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = (), description: str = "Train a video model.") -> int:
@@ -159,7 +160,6 @@ def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = (), descript
 
     from cgd_video.engine.checkpoint import CheckpointError
     from cgd_video.engine.distributed import cleanup
-    from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
     from cgd_video.engine.trainer import NonFiniteLossError, TrainSetupError
 
     parser = argparse.ArgumentParser(prog="tools/train.py", description=description,
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = (), descript
         if rank0:
             print(f"{summary['status'].upper()}: stopped at iteration {summary['iteration']}, last checkpoint "
                   f"{summary['checkpoint']}; run the same command to resume")
-        return REQUEUE_EXIT_CODE if summary["status"] == "sigusr1" else EXIT_CODES["ok"]
+        return EXIT_CODES["requeue"] if summary["status"] == "sigusr1" else EXIT_CODES["ok"]
     if rank0:
         print(f"done ({summary['status']}): epoch {summary['epoch']}, iteration {summary['iteration']}; "
               f"outputs in {summary['output_dir']} (checkpoint {summary['checkpoint']})")
