@@ -32,6 +32,7 @@ and the collate crashes).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -138,6 +139,24 @@ def _gather(unique_frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(unique_frames[inverse]))
 
 
+@functools.lru_cache(maxsize=16)
+def _scan(path: str, _size: int, _mtime_ns: int) -> tuple[float, int, Optional[tuple[np.ndarray, np.ndarray]]]:
+    """``(fps, packet count, pts index or None)`` of the first video stream, by demuxing (no decoding).
+    Cached per process by (path, size, mtime) like :func:`~cgd_video.data.containers.probe`: the windows
+    of one long video (``--timeline``) demux it once, not once per window."""
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream in the container")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        # Count packets instead of trusting the header (stream.frames is 0 for mkv/webm, often wrong).
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+        index = pts_index(packets) if is_indexed(container.format.name) else None
+        return (float(rate) if rate else 0.0), len(packets), index
+
+
 class PyAVReader:
     """PyAV decoding of the first video stream; frame ``i`` is the ``i``-th frame in presentation order.
 
@@ -155,22 +174,12 @@ class PyAVReader:
     backend = "pyav"
 
     def __init__(self, path: PathLike, num_threads: int = 1, short_side: Optional[int] = None) -> None:
-        import av
-
         self.path = str(path)
         self.num_threads = num_threads
         self.short_side = short_side
         try:
-            with av.open(self.path) as container:
-                if not container.streams.video:
-                    raise VideoDecodeError(self.path, "no video stream in the container")
-                stream = container.streams.video[0]
-                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-                self.fps = float(rate) if rate else 0.0
-                # Count packets instead of trusting the header (stream.frames is 0 for mkv/webm, often wrong).
-                packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
-                self.num_frames = len(packets)
-                self._index = pts_index(packets) if is_indexed(container.format.name) else None
+            st = os.stat(self.path)
+            self.fps, self.num_frames, self._index = _scan(self.path, st.st_size, st.st_mtime_ns)
         except VideoDecodeError:
             raise
         except Exception as exc:  # av.error.*, OSError, UnicodeDecodeError ...
