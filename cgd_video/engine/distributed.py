@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 __all__ = [
     "DistInfo", "init_distributed", "cleanup", "is_dist", "get_rank", "get_world_size", "is_main_process",
-    "barrier", "all_gather_objects", "all_reduce_flag", "all_reduce_sum", "all_reduce_tensor", "shard_indices",
+    "barrier", "all_gather_objects", "all_reduce_sum", "all_reduce_tensor", "shard_indices",
     "epoch_order", "train_shard",
 ]
 
@@ -75,15 +75,6 @@ def all_gather_objects(obj: Any) -> List[Any]:
     out: List[Any] = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def all_reduce_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
-    """True on every rank when any rank passes True (stop requests, non-finite losses)."""
-    if not is_dist():
-        return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def all_reduce_sum(value: float, device: torch.device | str = "cpu") -> float:
