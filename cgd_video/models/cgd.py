@@ -18,10 +18,10 @@ modes) are those of PROTOCOL.md section 1 and 3.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cgd_video.models.cgd_kernels import channel_rows, frame_pools, pooled_rescale, positive_scale
+from cgd_video.models.cgd_descriptor import DescriptorPlan, descriptor_forward, stage
+from cgd_video.models.cgd_kernels import cgd_train_forward, channel_rows, frame_pools, positive_scale
 
 __all__ = ["CGD", "CGDStage", "VARIANTS", "TEMPORAL_MODES", "INITS"]
 
@@ -59,18 +59,6 @@ def _descriptor_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _stage(g: Tensor, f: Tensor, weight: Tensor, bias: Tensor, sum_over_time: bool) -> Tensor:
-    """One CGD stage ``tanh(g * (f . w) + b)`` on (..., T', D) descriptors, O(D) per entry.
-
-    ``f . w`` is a scalar per (sample, frame); ``sum_over_time`` adds the per-frame terms before
-    the tanh (Eq. 12). Plain mul + sum instead of matmul keeps it in float32 under autocast.
-    """
-    s = (f * weight).sum(-1, keepdim=True)
-    if sum_over_time:
-        return torch.tanh((g * s).sum(-2, keepdim=True) + bias)
-    return torch.tanh(torch.addcmul(bias, g, s))
-
-
 class CGDStage(nn.Module):
     """One stage of Eq. 10/11: maps descriptors (g, f) of dimension D to ``tanh(g * (f . w) + b)``.
 
@@ -99,7 +87,7 @@ class CGDStage(nn.Module):
             self.bias.zero_()
 
     def forward(self, g: Tensor, f: Tensor, sum_over_time: bool = False) -> Tensor:
-        return _stage(g, f, self.weight.to(g.dtype), self.bias.to(g.dtype), sum_over_time)
+        return stage(g, f, self.weight.to(g.dtype), self.bias.to(g.dtype), sum_over_time)[0]
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -166,12 +154,11 @@ class CGD(nn.Module):
         self.cascaded = variant in _CASCADE
         # Descriptor roles, fixed at construction so forward has no branching on data.
         first = [_SINGLE[v] for v in _CASCADE[variant]] if self.cascaded else [_SINGLE[variant]]
-        self._g_keys = tuple(g for g, _ in first)
-        self._f_keys = tuple(f for _, f in first)
-        keys = set(self._g_keys + self._f_keys)
+        g_keys, f_keys = tuple(g for g, _ in first), tuple(f for _, f in first)
+        keys = set(g_keys + f_keys)
         self._need_max = bool(keys & {"m", "sm"})
-        self._softmax_keys = tuple(sorted(k for k in keys if k.startswith("s")))
-        self._sum_first_level = temporal == "shared"
+        self.plan = DescriptorPlan(g_keys, f_keys, tuple(sorted(k for k in keys if k.startswith("s"))),
+                                   sum_first_level=temporal == "shared")
         self.stages = nn.ModuleList(CGDStage(self.dim) for _ in range(3 if self.cascaded else 1))
         self.reset_parameters(init)
 
@@ -190,37 +177,33 @@ class CGD(nn.Module):
             rows = channel_rows(x)
             if rows is not None:  # channels innermost: reduce the (N, T, H*W, C) view, C kept
                 xm = rows.mean(1, dtype=dtype)  # (N, H*W, C)
-                pools = {"a": xm.mean(1), "m": xm.amax(1)} if self._need_max else {"a": xm.mean(1)}
-            elif self._need_max:
-                xm = x.mean(2, dtype=dtype)  # (N, C, H, W)
-                pools = {"a": xm.mean((2, 3)), "m": xm.amax((2, 3))}
+                avg, mx = xm.mean(1), (xm.amax(1) if self._need_max else None)
             else:
-                pools = {"a": x.mean((2, 3, 4), dtype=dtype)}
-            return self._softmax({k: v.unsqueeze(1) for k, v in pools.items()})  # (N, 1, C)
-        avg, mx = frame_pools(x, dtype, self._need_max)
-        return self._arrange(avg, mx)
+                xm = x.mean(2, dtype=dtype).flatten(2)  # (N, C, H*W)
+                avg, mx = xm.mean(-1), (xm.amax(-1) if self._need_max else None)
+            return self._arrange(avg, mx)
+        return self._arrange(*frame_pools(x, dtype, self._need_max))
 
     def _arrange(self, avg: Tensor, mx: Tensor | None) -> dict[str, Tensor]:
-        """Per-frame pools (N, C, T) -> descriptors (N, T', D) (+ softmax keys) of the temporal mode."""
+        """Pools -> descriptors (N, T', D) of the temporal mode: (N, C) for ``mean``, else (N, C, T)."""
         pools = {"a": avg} if mx is None else {"a": avg, "m": mx}
+        if self.temporal == "mean":  # (N, 1, C)
+            return {k: v.unsqueeze(1) for k, v in pools.items()}
         n, c, t = avg.shape
         if self.temporal == "concat":  # frame-major entries t*C + c
-            pools = {k: v.transpose(1, 2).reshape(n, 1, t * c) for k, v in pools.items()}
-        else:  # shared / frame: (N, T, C), one descriptor per frame
-            pools = {k: v.transpose(1, 2) for k, v in pools.items()}
-        return self._softmax(pools)
+            return {k: v.transpose(1, 2).reshape(n, 1, t * c) for k, v in pools.items()}
+        return {k: v.transpose(1, 2) for k, v in pools.items()}  # shared / frame: (N, T, C)
 
-    def _softmax(self, pools: dict[str, Tensor]) -> dict[str, Tensor]:
-        for key in self._softmax_keys:
-            pools[key] = F.softmax(pools[key[1:]], dim=-1)
-        return pools
-
-    @staticmethod
-    def _gather(pools: dict[str, Tensor], keys: tuple[str, ...]) -> Tensor:
-        """(N, K, T', D) for K first-level stages; a shared source is broadcast, not copied."""
-        if all(k == keys[0] for k in keys):
-            return pools[keys[0]].unsqueeze(1)
-        return torch.stack([pools[k] for k in keys], 1)
+    def _unarrange(self, d_pools: dict[str, Tensor], x_shape: torch.Size) -> tuple[Tensor, Tensor | None]:
+        """Gradients of :meth:`_arrange`'s descriptors back to its (avg, max) inputs."""
+        n, c, t = x_shape[:3]
+        if self.temporal == "mean":
+            back = [d[:, 0] for d in (d_pools["a"], d_pools.get("m")) if d is not None]
+        elif self.temporal == "concat":
+            back = [d.reshape(n, t, c).transpose(1, 2) for d in (d_pools["a"], d_pools.get("m")) if d is not None]
+        else:
+            back = [d.transpose(1, 2) for d in (d_pools["a"], d_pools.get("m")) if d is not None]
+        return back[0], (back[1] if len(back) > 1 else None)
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 5 or x.shape[1] != self.channels:
@@ -246,41 +229,28 @@ class CGD(nn.Module):
 
     def _descriptor(self, pools: dict[str, Tensor], params: list[Tensor]) -> Tensor:
         """Eq. 10/12 and the Table 2 cascades on pooled descriptors; ``params`` as :meth:`_params`."""
-        dtype = pools["a"].dtype
-        params = [p if p.dtype == dtype else p.to(dtype) for p in params]
-        if not self.cascaded:
-            return _stage(pools[self._g_keys[0]], pools[self._f_keys[0]], params[0], params[1],
-                          self._sum_first_level)
-        # Both first-level stages in one batched op: weights stacked to (2, 1, D).
-        w0, b0, w1, b1, wf, bf = params
-        g = self._gather(pools, self._g_keys)
-        f = self._gather(pools, self._f_keys)
-        w = torch.stack([w0, w1]).unsqueeze(1)
-        b = torch.stack([b0, b1]).unsqueeze(1)
-        psi, phi = _stage(g, f, w, b, self._sum_first_level).unbind(1)
-        return _stage(psi, phi, wf, bf, False)
+        return descriptor_forward(self.plan, pools, params)[0]
 
-    def _to_scale(self, y: Tensor, x_shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        """Descriptor y (N, T', D) -> ``1 + y`` as (N, C, T or 1, 1, 1) in ``dtype``."""
+    def _scale_rows(self, y: Tensor, x_shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        """Descriptor y (N, T', D) -> ``1 + y`` as (N, C, T or 1) in ``dtype``."""
         n, c, t = x_shape[:3]
         t_out = t if self.temporal in _PER_FRAME_OUTPUT else 1
-        s = positive_scale(y.reshape(n, t_out, c).transpose(1, 2))[..., None, None]
+        s = positive_scale(y.reshape(n, t_out, c).transpose(1, 2))
         return s if s.dtype == dtype else s.to(dtype)
 
     def scale(self, x: Tensor) -> Tensor:
         """``1 + y`` as (N, C, T or 1, 1, 1) in x's dtype, so that ``forward(x) == x * scale(x)``."""
-        return self._to_scale(self.descriptor(x), x.shape, x.dtype)
+        return self._scale_rows(self.descriptor(x), x.shape, x.dtype)[..., None, None]
 
     def forward(self, x: Tensor) -> Tensor:
         params = self._params()
         if (
-            self.temporal != "mean"
-            and torch.is_grad_enabled()
+            torch.is_grad_enabled()
             and (x.requires_grad or any(p.requires_grad for p in params))
             and _eager(x)
         ):
             self._check_input(x)
-            return pooled_rescale(x, self, params)
+            return cgd_train_forward(x, self, params)
         return x * self.scale(x)
 
 

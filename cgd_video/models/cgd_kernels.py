@@ -1,15 +1,16 @@
-"""CGD's passes over the big tensor X (N, C, T, H, W): pooling, the rescale and their hand-written backwards.
+"""CGD's passes over the big tensor X (N, C, T, H, W) and the one autograd Function of a training step.
 
-:func:`pooled_rescale` is Eq. 11, ``X * (1 + y)`` with ``y`` the descriptor of the pooled X (Eq. 10/12,
-Table 2): a pooling Function, the descriptor on the ordinary autograd graph, and a rescale Function.
-What is kept for the backward is the *output* ``X * s`` (which the BatchNorm after CGD saves anyway,
-so it costs no memory of its own) and the (N, C, T) pools and scale, never X:
-``d s = sum_hw(grad * X) = sum_hw(grad * out) / s`` (``s = 1 + tanh(.) > 0``; :func:`positive_scale`
-keeps it so), and X's max position is out's (s > 0 per row): on the CPU its argmax; in the Triton
-kernels, where ``out == max(X) * s``, the same rounding as the forward's product, so exact).
+:class:`CGDFunction` is a whole CGD module, ``X * (1 + y)`` with ``y`` the descriptor of the pooled X
+(Eq. 10-12, Table 2), as one node of the autograd graph: the pools, the descriptor
+(:mod:`cgd_video.models.cgd_descriptor`, forward and hand-written backward) and the rescale. What is
+kept for the backward is the *output* ``X * s`` (which the BatchNorm after CGD saves anyway, so it costs
+no memory of its own), the (N, C, T) scale and max positions and the descriptor's small intermediates,
+never X: ``d s = sum_hw(grad * X) = sum_hw(grad * out) / s`` (``s = 1 + tanh(.) > 0``;
+:func:`positive_scale` keeps it so). Every temporal mode takes it, ``mean`` (Table 3's row) included.
 
-On CUDA (float32 / bfloat16 / float16) the passes over X are the Triton kernels of
-:mod:`cgd_video.models.cgd_triton`: one kernel for both pools, two for the backward; the eager ops
+On CUDA (float32 / bfloat16 / float16; modes other than ``mean``) the passes over X are the Triton
+kernels of :mod:`cgd_video.models.cgd_triton`: one kernel for both pools, two for the backward (they
+find X's max positions as ``out == max(X) * s``, the forward's rounding, so exactly); the eager ops
 below are the fallback (CPU, float64, no triton) and the reference they are tested against.
 """
 from __future__ import annotations
@@ -19,9 +20,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from cgd_video.models import cgd_triton
+from cgd_video.models.cgd_descriptor import descriptor_backward, descriptor_forward
 from cgd_video.models.folding import _cpu_affine
 
-__all__ = ["PooledRescale", "channel_rows", "frame_pools", "pooled_rescale", "positive_scale"]
+__all__ = ["CGDFunction", "cgd_train_forward", "channel_rows", "frame_max", "frame_pools", "positive_scale"]
 
 # s = 1 + tanh(z) is kept >= this, so that out = X * s determines X's max position and d s (the tanh
 # saturates at -1 for z < -9 in float32, where s would round to 0; its gradient is 0 there anyway).
@@ -94,117 +96,144 @@ def _affine(x: Tensor, mult: Tensor, shift: Tensor) -> Tensor:
 _BN_KERNEL_MIN = 1 << 17
 
 
-def _spatial_argmax(x: Tensor) -> Tensor:
-    """Index h*W + w of every (sample, channel, frame) maximum of x (N, C, T, H, W) as (N, C, T).
+def _rows_max(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Max over dim 2 of channels-innermost rows (N, T, H*W, C) and its H*W index, both (N, T, C).
 
-    Through ``max_pool2d_with_indices`` on a channels_last frame batch (a view when x's channels are
-    innermost, else one copy): on the CPU 1.5-4x faster than ``argmax`` over H*W on contiguous
-    clips and 10-25x on channels_last_3d ones (1x2048x1x4x4 to 1x64x8x56x56, one thread).
+    Through ``max_pool2d_with_indices`` on the channels_last (N*T, C, H*W, 1) frame view of the same
+    memory: on the CPU 4x faster than ``max(dim=2)`` of the rows (1x64x16x56x56, one thread).
     """
-    n, c, t, h, w = x.shape
+    n, t, hw, c = rows.shape
+    frames = rows.reshape(n * t, hw, 1, c).permute(0, 3, 1, 2)
+    mx, idx = torch.nn.functional.max_pool2d_with_indices(frames, (hw, 1))
+    return mx.view(n, t, c), idx.view(n, t, c)
+
+
+def frame_max(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Spatial max of every (sample, channel, frame) of x (N, C, T, H, W) and its index h*W + w, (N, C, T).
+
+    Found once in the forward, so the backward needs no second search over X (an ``argmax`` pass
+    cost more than the rest of CGD's backward at 1x64x16x56x56 on the CPU).
+    """
     rows = channel_rows(x)
-    rows = x.permute(0, 2, 3, 4, 1).contiguous() if rows is None else rows  # (N, T, [H, W | H*W], C)
-    frames = rows.reshape(n * t, h, w, c).permute(0, 3, 1, 2)  # channels_last (N*T, C, H, W)
-    idx = torch.nn.functional.max_pool2d_with_indices(frames, (h, w))[1]  # (N*T, C, 1, 1)
-    return idx.view(n, t, c).transpose(1, 2)
+    if rows is not None:
+        mx, idx = _rows_max(rows)
+        return mx.transpose(1, 2), idx.transpose(1, 2)
+    return x.flatten(3).max(-1)
 
 
-def _add_max_grad(grad_x: Tensor, out: Tensor, d_max: Tensor) -> Tensor:
-    """Add d_max (N, C, T) into grad_x at the spatial max of every row of ``out = X * s``.
+def _add_at_max(grad_x: Tensor, idx: Tensor, d_max: Tensor) -> Tensor:
+    """Add d_max (N, C, T) into grad_x (N, C, T, H, W) at the spatial positions ``idx`` (N, C, T).
 
-    s > 0 per row, so out's first maximum is X's (exact ties of the max, or ties that the rounding of
-    X * s creates, give their row's d_max to the first of them, a valid subgradient of the max; the
-    Triton path splits it between exact ties as ``amax`` does). Returns grad_x (made dense if needed).
+    ``idx`` and ``d_max`` may have T = 1 with grad_x's T > 1 (the ``mean`` mode's max, taken over the
+    temporal mean: every frame of a position gets the same share). Returns grad_x (made dense if needed).
     """
-    idx = _spatial_argmax(out)
+    n, c, t = grad_x.shape[:3]
+    d_max = d_max.to(grad_x.dtype)
+    rows = channel_rows(grad_x)
+    if rows is not None:  # (N, T, H*W, C)
+        rows.scatter_add_(2, idx.transpose(1, 2).unsqueeze(2).expand(n, t, 1, c),
+                          d_max.transpose(1, 2).unsqueeze(2).expand(n, t, 1, c))
+        return grad_x
     flat = grad_x.flatten(3)
-    if not flat._is_view():
+    if not flat._is_view():  # H, W not mergeable in memory: scatter into a dense copy
         grad_x = grad_x.contiguous()
         flat = grad_x.flatten(3)
-    flat.scatter_add_(-1, idx.unsqueeze(-1), d_max.to(grad_x.dtype).unsqueeze(-1))
+    flat.scatter_add_(-1, idx.unsqueeze(-1).expand(n, c, t, 1), d_max.unsqueeze(-1).expand(n, c, t, 1))
     return grad_x
 
 
-class _Link:
-    """What the rescale's backward hands to the pooling's backward, which always runs after it (the
-    pools feed the descriptor, the descriptor feeds the scale, the scale feeds the rescale)."""
-
-    __slots__ = ("triton", "fused", "mx", "grad", "out", "s", "m_ref", "cnt")
-
-    def __init__(self, triton: bool) -> None:
-        self.triton, self.fused = triton, False
-        self.mx = self.grad = self.out = self.s = self.m_ref = self.cnt = None
+def cgd_train_forward(x: Tensor, module, params: list[Tensor]) -> Tensor:
+    """``x * scale(x)`` (Eq. 11) through :class:`CGDFunction`: one autograd node per CGD module."""
+    return CGDFunction.apply(x, module, *params)
 
 
-def pooled_rescale(x: Tensor, module, params: list[Tensor]) -> Tensor:
-    """``x * scale(avg(x), max(x))`` (Eq. 11) with hand-written backwards over X (see :class:`PooledRescale`).
+def _use_triton(x: Tensor, module) -> bool:
+    return module.temporal != "mean" and x.dtype in _TRITON_DTYPES and cgd_triton.available(x)
 
-    Autograd's generic graph makes three full-size gradients for X (from the rescale, the average
-    pool and the tie mask of ``amax``), sums them, and keeps X alive. Here two Functions bracket the
-    descriptor, which stays on the ordinary autograd graph (Eq. 10/12, Table 2, on the pooled
-    (N, C, T) tensors): :class:`_Pools` (X -> pools) and :class:`PooledRescale` (X, scale -> out).
-    The rescale's backward reads grad_out and the saved output once for ``d scale`` (a per-row dot
-    product) and leaves the gradient of X to the pools' backward, which writes it once as
-    ``grad_out * s + d avg / HW`` and adds ``d max`` at the max positions.
+
+def _pool_with_index(x: Tensor, module, dtype: torch.dtype, triton: bool):
+    """(avg, max, index of the max) of X as the module pools them; max and index are None if unused.
+
+    ``mean`` mode: (N, C) pools of the temporal mean of X (index into H*W); other modes: (N, C, T).
+    On the Triton path the index stays None: the backward finds the max positions itself.
     """
-    link = _Link(x.dtype in _TRITON_DTYPES and cgd_triton.available(x))
-    pools = _Pools.apply(x, module._need_max, link)
-    avg, mx = pools if module._need_max else (pools, None)
-    scale = module._to_scale(module._descriptor(module._arrange(avg, mx), params), x.shape, x.dtype)
-    return PooledRescale.apply(x, scale, link)
+    if triton:
+        avg, mx = cgd_triton.pool_stats(x, module._need_max)
+        return avg, mx, None
+    if module.temporal == "mean":
+        rows = channel_rows(x)
+        xm = (rows.mean(1, dtype=dtype).transpose(1, 2) if rows is not None
+              else x.mean(2, dtype=dtype).flatten(2))  # (N, C, H*W)
+        if not module._need_max:
+            return xm.mean(-1), None, None
+        mx, idx = xm.max(-1)
+        return xm.mean(-1), mx, idx
+    avg, _ = frame_pools(x, dtype, need_max=False)
+    if not module._need_max:
+        return avg, None, None
+    mx, idx = frame_max(x)
+    return avg, (mx if mx.dtype == dtype else mx.to(dtype)), idx
 
 
-class _Pools(torch.autograd.Function):
-    """Spatial average (and max) of X as (N, C, T); its backward is the whole gradient of X."""
+class CGDFunction(torch.autograd.Function):
+    """A whole CGD module, ``out = X * s(X)`` (Eq. 10-12, Table 2), with a hand-written backward.
 
-    @staticmethod
-    def forward(ctx, x: Tensor, need_max: bool, link: _Link):
-        if link.triton:
-            avg, mx = cgd_triton.pool_stats(x, need_max)
-        else:
-            avg, mx = frame_pools(x, torch.promote_types(x.dtype, torch.float32), need_max)
-        ctx.link, link.mx = link, mx
-        return (avg, mx) if need_max else avg
+    Forward: the pools (average, max and its position), the descriptor
+    (:func:`~cgd_video.models.cgd_descriptor.descriptor_forward`) and the rescale, without recording
+    a graph. Kept for the backward: the *output* ``X * s`` (which the BatchNorm after CGD saves
+    anyway, so it costs no memory of its own), the scale, the max positions and the descriptor's
+    (N, T', D) intermediates; never X. Backward:
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_avg: Tensor, d_max: Tensor | None = None):
-        link = ctx.link
-        grad, out, s = link.grad, link.out, link.s
-        link.grad = link.out = None  # a second backward (retain_graph) sets them again
-        shift = d_avg / (out.shape[3] * out.shape[4])
-        if link.fused:
-            d = None if link.m_ref is None else d_max.float() / link.cnt
-            return cgd_triton.backward_apply(grad, out, s[..., 0, 0].float(), shift.float(), link.m_ref, d), None, None
-        grad_x = _affine(grad, s, shift.to(out.dtype)[..., None, None])
-        if d_max is not None:
-            grad_x = _add_max_grad(grad_x, out, d_max)
-        return grad_x, None, None
+    * ``d s = sum_hw(grad * X) = sum_hw(grad * out) / s`` (s > 0, :func:`positive_scale`), one read of
+      grad and out;
+    * the descriptor's backward gives ``d avg``, ``d max`` and the parameters' gradients;
+    * ``grad_x = grad * s + d avg / HW`` in one pass, plus ``d max`` at the max positions.
 
-
-class PooledRescale(torch.autograd.Function):
-    """``out = X * scale`` keeping only ``out`` (and the tiny scale) for its backward (Eq. 11)."""
+    On CUDA (float32 / bfloat16 / float16, modes other than ``mean``) the passes over X are the Triton
+    kernels of :mod:`cgd_video.models.cgd_triton`, which find the max positions as ``out == max * s``.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, scale: Tensor, link: _Link) -> Tensor:
-        out = x * scale
-        ctx.link = link
-        ctx.save_for_backward(out, scale)
+    def forward(ctx, x: Tensor, module, *params: Tensor) -> Tensor:
+        triton = _use_triton(x, module)
+        avg, mx, idx = _pool_with_index(x, module, torch.promote_types(x.dtype, torch.float32), triton)
+        y, tape = descriptor_forward(module.plan, module._arrange(avg, mx), list(params))
+        s_rows = module._scale_rows(y, x.shape, x.dtype)  # (N, C, T')
+        out = x * s_rows.unsqueeze(-1).unsqueeze(-1)
+        ctx.module, ctx.tape, ctx.y_shape, ctx.triton = module, tape, y.shape, triton
+        ctx.mx, ctx.param_dtypes = mx, [p.dtype for p in params]
+        ctx.save_for_backward(out, s_rows, idx)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        out, s = ctx.saved_tensors  # s: (N, C, T', 1, 1) in out's dtype
-        link = ctx.link
-        fused = link.fused = link.triton and cgd_triton.available(grad)
+        out, s_rows, idx = ctx.saved_tensors  # s_rows: (N, C, T' or 1) in out's dtype
+        module = ctx.module
+        fused = ctx.triton and cgd_triton.available(grad)
         # max(X) * s rounded as the forward's product rounded it: where out equals it, X had its max
-        link.m_ref = (link.mx.to(out.dtype)[..., None, None] * s)[..., 0, 0] if fused and link.mx is not None else None
-        dot, link.cnt = cgd_triton.backward_rows(grad, out, link.m_ref) if fused else (_dot_hw(grad, out), None)
-        if s.shape[2] == 1:
+        m_ref = ctx.mx.to(out.dtype) * s_rows if fused and ctx.mx is not None else None
+        dot, cnt = cgd_triton.backward_rows(grad, out, m_ref) if fused else (_dot_hw(grad, out), None)
+        if s_rows.shape[2] == 1 and dot.shape[2] != 1:
             dot = dot.sum(2, keepdim=True)
-        link.grad, link.out, link.s = grad, out, s
-        return None, (dot.to(s.dtype) / s[..., 0, 0])[..., None, None], None  # d scale = sum_hw(grad * X)
+        dtype = ctx.tape[0]["a"].dtype
+        d_s = dot.to(dtype) / s_rows.to(dtype)  # d s = sum_hw(grad * X), (N, C, T')
+        d_y = torch.where(s_rows > S_MIN, d_s, 0).transpose(1, 2).reshape(ctx.y_shape)  # clamp_min's gradient
+        d_pools, d_params = descriptor_backward(module.plan, ctx.tape, d_y)
+        d_avg, d_max = module._unarrange(d_pools, out.shape)
+        n, c, t, h, w = out.shape
+        if fused:
+            d = None if m_ref is None else d_max.float() / cnt
+            grad_x = cgd_triton.backward_apply(grad, out, s_rows.float(), (d_avg / (h * w)).float(), m_ref, d)
+        else:
+            if module.temporal == "mean":  # pools of the temporal mean: every frame gets 1/T of each
+                d_avg, d_max = (d_avg / t).unsqueeze(-1), None if d_max is None else (d_max / t).unsqueeze(-1)
+                idx = None if idx is None else idx.unsqueeze(-1)
+            shift = (d_avg / (h * w)).to(out.dtype).unsqueeze(-1).unsqueeze(-1)
+            grad_x = _affine(grad, s_rows.unsqueeze(-1).unsqueeze(-1), shift)
+            if d_max is not None:
+                grad_x = _add_at_max(grad_x, idx, d_max)
+        return (grad_x, None, *(d.to(dt) for d, dt in zip(d_params, ctx.param_dtypes)))
 
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

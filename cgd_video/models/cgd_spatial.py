@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cgd import CGD, CGDStage, _descriptor_dtype, _stage
+from .cgd import CGD, CGDStage, _descriptor_dtype
+from .cgd_descriptor import stage
 
 __all__ = ["CGDSpatial", "CGDSpatialOuter", "AXES"]
 
@@ -129,8 +130,8 @@ class CGDSpatialOuter(nn.Module):
         """v10 with a linear last stage on (N, T, D) pools: ``psi * (phi . w2) + b2``."""
         (w0, b0), (w1, b1), (w2, b2) = ((s.weight.to(avg.dtype), s.bias.to(avg.dtype)) for s in stages)
         soft = F.softmax(avg, dim=-1)
-        psi = _stage(soft, avg, w0, b0, False)
-        phi = _stage(soft, mx, w1, b1, False)
+        psi = stage(soft, avg, w0, b0, False)[0]
+        phi = stage(soft, mx, w1, b1, False)[0]
         return torch.addcmul(b2, psi, (phi * w2).sum(-1, keepdim=True))
 
     def spatial_map(self, x: Tensor) -> Tensor:
