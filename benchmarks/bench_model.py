@@ -21,8 +21,11 @@ per-pair ratios (>= 10 pairs), lower = faster for us:
 Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
 torch.compile (bf16 + channels_last). Peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU
 the peak resident set size during one step (``VmHWM`` of /proc/self/status after resetting it through
-/proc/self/clear_refs) minus the resident size before it, with glibc's mmap threshold pinned at 64 KiB
-so that freed tensors go back to the OS instead of hiding in malloc's free lists.
+/proc/self/clear_refs) minus the resident size before it, measured in one spawned child process with
+glibc's mmap threshold pinned at 64 KiB so that freed tensors go back to the OS instead of hiding in
+malloc's free lists. The timings run in this process with glibc's default allocator, as
+``tools/train.py`` does: with the pinned threshold every tensor over 64 KiB is a fresh mmap with its page
+faults, which made a C2D-R50 step at the quick size about 40% slower than training runs it.
 
 ``--quick``: 8 frames at 112x112, 10 pairs, fp32 + channels_last: about two minutes on 2 CPU cores.
 ``--models`` / ``--modes`` / ``--no-ptv`` restrict what is timed (``benchmarks/gpu_check.sh`` uses them to keep
@@ -33,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import ctypes
+import multiprocessing
 import gc
 import json
 import os
@@ -58,15 +61,20 @@ from cgd_video.models import create_model  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
 
 NUM_CLASSES = 400
+PTV = "pytorchvideo_c2d_r50"
+PTV_GROUP = ["ours_pytorchvideo8_fused", "ours_pytorchvideo8", PTV]
 
 # Overhead group: name -> (registry name, overrides) on the default (Non-local, 32-frame) layout.
 OVERHEAD_MODELS: dict[str, tuple[str, dict]] = {
     "c2d": ("c2d_r50", {}),
     "cgd_shared": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
     "cgd_concat": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "concat"}}),
+    "cgd_mean": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "mean"}}),  # Table 3's row
     "nl": ("c2d_r50_nl", {}),
     "cgnl": ("c2d_r50_cgnl", {}),
 }
+
+DEFAULT_MODELS = ("c2d", "cgd_shared", "cgd_concat", "nl", "cgnl")  # cgd_mean on request (--models)
 
 # Variant name -> (channels_last, autocast dtype or None, torch.compile)
 VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
@@ -92,6 +100,25 @@ def build_pytorchvideo_c2d(num_frames: int, size: int) -> nn.Module:
 
 def build_ours(name: str, overrides: dict, num_frames: int, layout: str) -> nn.Module:
     return create_model(name, num_classes=NUM_CLASSES, num_frames=num_frames, layout=layout, **overrides)
+
+
+def build_case(group: str, key: str, args) -> tuple[nn.Module, torch.Tensor]:
+    """Model and input of one timed case: ``group`` "ptv" (ours vs PyTorchVideo) or "overhead"."""
+    if group == "ptv":
+        x = torch.randn(args.batch, 3, args.ptv_frames, args.size, args.size)
+        if key == PTV:
+            return build_pytorchvideo_c2d(args.ptv_frames, args.size), x
+        ours = build_ours("c2d_r50", {}, args.ptv_frames, "pytorchvideo8")
+        return (ours.fuse_for_inference() if key == "ours_pytorchvideo8_fused" else ours), x
+    name, kw = OVERHEAD_MODELS[key]
+    return build_ours(name, kw, args.frames, "nonlocal32"), torch.randn(args.batch, 3, args.frames, args.size, args.size)
+
+
+def group_cases(args) -> dict[str, tuple[list[str], list[str]]]:
+    """group -> (keys, modes) that this run times."""
+    cases = {} if args.no_ptv else {"ptv": (PTV_GROUP, ["forward"])}
+    cases["overhead"] = ([k for k in OVERHEAD_MODELS if k in args.models], list(args.modes))
+    return cases
 
 
 def prepare(model: nn.Module, x: torch.Tensor, device: torch.device, variant: str):
@@ -182,6 +209,31 @@ def peak_memory(fn: Callable[[], None], device: torch.device) -> int | None:
         return None
 
 
+def _memory_child(args: argparse.Namespace) -> dict:
+    """In a fresh process (glibc mmap threshold pinned): {variant: {key: {mode: peak bytes}}}."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pinned = _pin_malloc()
+    device, out = torch.device("cpu"), {}
+    for variant in args.variants:
+        for group, (keys, modes) in group_cases(args).items():
+            for key in keys:
+                torch.manual_seed(0)
+                steps = make_steps(*prepare(*build_case(group, key, args), device, variant), variant)
+                for mode in modes:
+                    steps[mode]()  # warm-up: no one-time allocations in the measured call
+                    out.setdefault(variant, {}).setdefault(key, {})[mode] = peak_memory(steps[mode], device) if pinned else None
+                del steps
+                gc.collect()
+    return out
+
+
+def cpu_peak_memory(args: argparse.Namespace) -> dict:
+    """:func:`_memory_child` in one spawned process, so that the timings keep the default allocator."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_memory_child, (args,))
+
+
 @dataclass
 class PairResult:
     a: str
@@ -220,9 +272,10 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
 
     def record(key: str, times: dict[str, list[float]], mode: str, mem: dict[str, int | None]) -> None:
         for name, ts in times.items():
-            entry = out["models"].setdefault(name, {})
-            entry[f"{mode}_ms"] = 1e3 * statistics.median(ts)
-            entry[f"{mode}_peak_bytes"] = mem.get(name)
+            fused = name == "ours_pytorchvideo8_fused"  # same model, fused: kept on its unfused row
+            entry = out["models"].setdefault("ours_pytorchvideo8" if fused else name, {})
+            entry[f"{mode}_fused_ms" if fused else f"{mode}_ms"] = 1e3 * statistics.median(ts)
+            entry[f"{mode}_fused_peak_bytes" if fused else f"{mode}_peak_bytes"] = mem.get(name)
 
     if not args.no_ptv:
         _pytorchvideo_group(args, variant, device, out, record)
@@ -232,47 +285,36 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
 
 def _pytorchvideo_group(args, variant: str, device: torch.device, out: dict, record) -> None:
     """Group 1: ours vs PyTorchVideo, same (PyTorchVideo 8-frame) layout and input, forward."""
-    t_ptv = args.ptv_frames
-    x = torch.randn(args.batch, 3, t_ptv, args.size, args.size)
-    ours = build_ours("c2d_r50", {}, t_ptv, "pytorchvideo8")
-    fused = copy.deepcopy(ours).fuse_for_inference()  # BN folded into the convs (inference only)
-    group = {
-        "ours_pytorchvideo8_fused": fused,
-        "ours_pytorchvideo8": ours,
-        "pytorchvideo_c2d_r50": build_pytorchvideo_c2d(t_ptv, args.size),
-    }
-    steps = {k: make_steps(*prepare(m, x, device, variant), variant) for k, m in group.items()}
+    steps = {k: make_steps(*prepare(*build_case("ptv", k, args), device, variant), variant) for k in PTV_GROUP}
     fwd = {k: s["forward"] for k, s in steps.items()}
-    ptv = "pytorchvideo_c2d_r50"
-    results, times = interleaved(fwd, [(ptv, "ours_pytorchvideo8_fused"), (ptv, "ours_pytorchvideo8")],
+    results, times = interleaved(fwd, [(PTV, "ours_pytorchvideo8_fused"), (PTV, "ours_pytorchvideo8")],
                                  args.pairs, args.warmup, device, f"{variant}: ours vs pytorchvideo")
-    mem = {k: peak_memory(f, device) for k, f in fwd.items()}  # after warm-up: no one-time allocations
+    mem = _cuda_memory(fwd, device)  # after warm-up: no one-time allocations
     # ratio ours / theirs: the pairs are (A = theirs, B = ours), so B / A is what we want.
     # Headline: ours fused for inference (model.fuse_for_inference()); the unfused eval model too.
     for res, key in zip(results, ("ours_vs_pytorchvideo_forward", "ours_unfused_vs_pytorchvideo_forward")):
         out["ratios"][key] = res.summary()["median"]
         out["ratio_spread"][key] = res.summary()
     record("ptv", times, "forward", mem)
-    fused_entry = out["models"].pop("ours_pytorchvideo8_fused")  # same model, fused: kept on its row
-    out["models"]["ours_pytorchvideo8"].update({f"{k.replace('forward', 'forward_fused')}": v
-                                               for k, v in fused_entry.items()})
-    del group, ours, fused, steps, fwd
+    del steps, fwd
     gc.collect()
+
+
+def _cuda_memory(fns: dict[str, Callable[[], None]], device: torch.device) -> dict[str, int | None]:
+    """Peak memory per step on CUDA, measured here; on the CPU it comes from :func:`cpu_peak_memory`."""
+    return {k: peak_memory(f, device) for k, f in fns.items()} if device.type == "cuda" else {}
 
 
 def _overhead_group(args, variant: str, device: torch.device, out: dict, record) -> None:
     """Group 2: overheads on the 32-frame C2D-R50, forward + backward and forward."""
-    x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
-    steps = {
-        k: make_steps(*prepare(build_ours(name, kw, args.frames, "nonlocal32"), x, device, variant), variant)
-        for k, (name, kw) in OVERHEAD_MODELS.items() if k in args.models
-    }
-    others = [k for k in OVERHEAD_MODELS if k != "c2d" and k in args.models]
+    keys = group_cases(args)["overhead"][0]
+    steps = {k: make_steps(*prepare(*build_case("overhead", k, args), device, variant), variant) for k in keys}
+    others = [k for k in keys if k != "c2d"]
     for mode in args.modes:
         fns = {k: s[mode] for k, s in steps.items()}
         results, times = interleaved(fns, [("c2d", k) for k in others], args.pairs, args.warmup, device,
                                      f"{variant}: overhead {mode}")
-        mem = {k: peak_memory(f, device) for k, f in fns.items()}
+        mem = _cuda_memory(fns, device)
         for res in results:
             out["ratios"][f"{res.b}_overhead_{mode}"] = res.summary()["median"]
             out["ratio_spread"][f"{res.b}_overhead_{mode}"] = res.summary()
@@ -320,7 +362,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default: "
                                        f"{'/'.join(DEFAULT_VARIANTS['cpu'])} on cpu, all on cuda)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    ap.add_argument("--models", default=",".join(OVERHEAD_MODELS),
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
                     help="comma list of the overhead group's models (c2d is always timed)")
     ap.add_argument("--modes", default="train,forward", help="comma list of train, forward (overhead group)")
     ap.add_argument("--no-ptv", action="store_true", help="skip the ours vs PyTorchVideo forward group")
@@ -353,7 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as training would run; warm-up calls pick the algorithms
-    pinned = _pin_malloc() if device.type == "cpu" else False
     result = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
@@ -367,13 +408,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pairs": args.pairs,
         "warmup": args.warmup,
         "memory_method": ("torch.cuda.max_memory_allocated minus allocated before the step" if device.type == "cuda"
-                          else "peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS before the step"
-                               + (", glibc mmap threshold pinned at 64 KiB" if pinned else "")),
+                          else "peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS before the step, "
+                               "in a spawned child with glibc's mmap threshold pinned at 64 KiB (timings: default "
+                               "allocator)"),
         "load_average_before": [round(v, 2) for v in os.getloadavg()],
         "variants": {},
     }
     for variant in args.variants:
         result["variants"][variant] = run_variant(args, variant, device)
+    if device.type == "cpu":
+        for variant, per_key in cpu_peak_memory(args).items():
+            models = result["variants"][variant]["models"]
+            for key, per_mode in per_key.items():
+                fused = key == "ours_pytorchvideo8_fused"
+                for mode, peak in per_mode.items():
+                    models["ours_pytorchvideo8" if fused else key][f"{mode}_fused_peak_bytes" if fused else f"{mode}_peak_bytes"] = peak
     result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     result["ratios"] = dict(result["variants"][args.variants[0]]["ratios"])
     result["models_timed"], result["modes"], result["no_ptv"] = args.models, args.modes, args.no_ptv
