@@ -127,6 +127,26 @@ def pretrained_warning(cfg) -> str | None:
             "<torchvision resnet state_dict file>, or MODEL.PRETRAINED none to choose random init and silence this")
 
 
+def bn_cancels_cgd_warning(cfg) -> str | None:
+    """The start-of-run warning when the BatchNorm after CGD sees one clip at a time in training.
+
+    CGD's ``mean`` / ``shared`` scale is one factor per (clip, channel) (Eq. 11/12), and a training-mode
+    BN normalises each channel over (N, T, H, W): with N = 1 it divides the factor out exactly, so CGD
+    changes nothing in training and its weights get no gradient, while in eval (running statistics)
+    the untrained scale is applied. The ``frame`` / ``concat`` scales vary over T and survive.
+    """
+    kw = model_kwargs(cfg)
+    temporal = kw.get("attention_kwargs", {}).get("temporal", "shared")
+    if kw.get("attention") != "cgd" or temporal not in ("mean", "shared"):
+        return None
+    if cfg.TRAIN.BATCH_SIZE > 1 or cfg.TRAIN.SYNC_BN:
+        return None
+    return (f"TRAIN.BATCH_SIZE 1 without TRAIN.SYNC_BN: each BatchNorm after CGD (temporal {temporal!r}) normalises "
+            "one clip at a time and divides CGD's per-channel scale out, so CGD does nothing in training and "
+            "gets no gradient (its untrained scale still acts in eval). Use 2+ clips per process, "
+            "TRAIN.SYNC_BN True under torchrun, or MODEL.CGD_TEMPORAL frame or concat")
+
+
 def build_model(cfg, load_pretrained: bool = True) -> nn.Module:
     """The model ``cfg`` describes; ImageNet weights from ``MODEL.PRETRAINED`` when it names a file."""
     from cgd_video.models import C2DResNet, load_imagenet_weights

@@ -20,7 +20,7 @@ import torch
 
 from cgd_video.boundary._reads import reads_of
 from cgd_video.boundary.data import build_test_dataset, build_train_dataset, read_classes_for, train_dataset_kwargs
-from cgd_video.boundary.model import arch_keys, build_model, model_kwargs, pretrained_warning
+from cgd_video.boundary.model import arch_keys, build_model, bn_cancels_cgd_warning, model_kwargs, pretrained_warning
 from cgd_video.config import ConfigError, load_config
 from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
 
@@ -137,7 +137,7 @@ def build_job(cfg):
         prepare_batch=functools.partial(prepare_batch, channels_last=loop.channels_last, augment=_device_augment(cfg)),
         num_classes=cfg.MODEL.NUM_CLASSES, classes=classes, arch=arch_keys(cfg), recipe=recipe_keys(cfg),
         config_text=cfg.dump(), val_dataset=val_ds, name=cfg.MODEL.NAME,
-        warnings=[w for w in [pretrained_warning(cfg)] if w])
+        warnings=[w for w in [pretrained_warning(cfg), bn_cancels_cgd_warning(cfg)] if w])
 
 
 def train_from_config(cfg, extra_hooks: Sequence = ()) -> Dict[str, Any]:
