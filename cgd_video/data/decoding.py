@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from cgd_video.data.containers import is_indexed, probe, pts_index, scaled_size
+from cgd_video.data.decode_errors import DECODE_ERRORS, FrameCountMismatch, VideoDecodeError, decode_reason
 
 __all__ = [
     "BACKENDS",
@@ -60,41 +61,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FALLBACK_LOGGED: set[str] = set()  # paths whose decord -> PyAV fallback was logged (once per process)
-
-
-class VideoDecodeError(RuntimeError):
-    """A video (or frame folder) that cannot be opened or decoded. ``str(err)`` names the path and reason."""
-
-    def __init__(self, path: PathLike, reason: str) -> None:
-        self.path = str(path)
-        self.reason = str(reason)
-        super().__init__(f"cannot decode video {self.path}: {self.reason}")
-
-    def __reduce__(self):  # picklable across DataLoader worker processes
-        return (type(self), (self.path, self.reason))
-
-
-class FrameCountMismatch(VideoDecodeError):
-    """Requested frames beyond the end: the stream really has ``num_frames`` frames (fewer than announced)."""
-
-    def __init__(self, path: PathLike, num_frames: int, requested: int) -> None:
-        self.num_frames = int(num_frames)
-        self.requested = int(requested)
-        super().__init__(path, f"requested frame {requested} but the stream has only {num_frames} decodable frames")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.num_frames, self.requested))
-
-
-# What a bad or unreadable file raises through the readers (decoder failures are VideoDecodeError). Anything
-# else is a bug: datasets must not mistake it for bad data.
-DECODE_ERRORS = (VideoDecodeError, OSError)
-
-
-def decode_reason(exc: BaseException) -> str:
-    """The reason a file failed, for logs and reports: a :class:`VideoDecodeError`'s own reason, else the
-    exception's type and message."""
-    return exc.reason if isinstance(exc, VideoDecodeError) else f"{type(exc).__name__}: {exc}"
 
 
 class VideoReader(Protocol):
@@ -168,7 +134,9 @@ class PyAVReader:
     frames in decode output order, up to the last wanted frame.
 
     ``short_side``: frames whose shorter side is larger come back scaled to it (libswscale, area filter),
-    in the same conversion that makes them RGB.
+    in the same conversion that makes them RGB. One reformatter (libswscale context) serves all the frames
+    of a read: ``frame.to_ndarray(format=...)`` sets one up per frame, which cost 0.35 ms of every
+    320x240 frame's 0.6 ms conversion inside a decode loop (``docs/BENCHMARKS.md`` §4c).
     """
 
     backend = "pyav"
@@ -177,6 +145,7 @@ class PyAVReader:
         self.path = str(path)
         self.num_threads = num_threads
         self.short_side = short_side
+        self._reformatter = None  # one libswscale context for every frame this reader converts
         try:
             st = os.stat(self.path)
             self.fps, self.num_frames, self._index = _scan(self.path, st.st_size, st.st_mtime_ns)
@@ -250,10 +219,15 @@ class PyAVReader:
         return None
 
     def _rgb(self, frame) -> np.ndarray:
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
         size = scaled_size(frame.height, frame.width, self.short_side)
         if size is None:
-            return frame.to_ndarray(format="rgb24")
-        return frame.reformat(width=size[1], height=size[0], format="rgb24", interpolation="AREA").to_ndarray()
+            return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return self._reformatter.reformat(frame, width=size[1], height=size[0], format="rgb24",
+                                          interpolation="AREA").to_ndarray()
 
     def get_all(self) -> torch.Tensor:
         return read_clip(self, lambda n: np.arange(n))
