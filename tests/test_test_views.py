@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cgd_video.data.decoding import DecordReader
+from cgd_video.data.decoding import PyAVReader
 from cgd_video.data.test_views import MultiViewTestDataset, clip_indices, collate_views, timeline_windows
 
 from test_datasets import KW, _records, _with_bad  # the same tiny records as the training dataset tests
@@ -24,8 +24,8 @@ def test_decode_once_equals_per_view_decoding(synthetic_dataset, monkeypatch):
     records = _records(synthetic_dataset)[:2]
     ds = _test_ds(synthetic_dataset, records)
     calls = []
-    original = DecordReader.get
-    monkeypatch.setattr(DecordReader, "get", lambda self, idx: calls.append(len(idx)) or original(self, idx))
+    original = PyAVReader.get
+    monkeypatch.setattr(PyAVReader, "get", lambda self, idx: calls.append(len(idx)) or original(self, idx))
     item = ds[1]
     assert calls == [len(np.unique(ds._clip_indices(24, 1)))]  # one decode call for all 9 views
     assert item["ok"] and item["error"] == "" and item["label"] == records[1].label and item["index"] == 1

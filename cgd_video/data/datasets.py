@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from cgd_video.data import device_augment as device_augment_mod
 from cgd_video.data import sampling, transforms
 from cgd_video.data.containers import probe
-from cgd_video.data.decoding import DECODE_ERRORS, decode_reason, open_video, read_clip
+from cgd_video.data.decoding import DECODE_ERRORS, DEFAULT_BACKEND, decode_reason, open_video, read_clip
 
 __all__ = ["TrainClipDataset", "resolve_path"]
 
@@ -130,7 +130,7 @@ class TrainClipDataset(_VideoListDataset):
         jitter: Sequence[int] = (256, 320),
         mean: Sequence[float] = transforms.IMAGENET_MEAN,
         std: Sequence[float] = transforms.IMAGENET_STD,
-        backend: str = "pyav",
+        backend: str = DEFAULT_BACKEND,
         seed: int = 0,
         max_retries: int = 10,
         device_augment: bool = False,

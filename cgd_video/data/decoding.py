@@ -46,6 +46,7 @@ from cgd_video.data.decode_errors import DECODE_ERRORS, FrameCountMismatch, Vide
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "DECODE_ERRORS",
     "FrameCountMismatch",
     "VideoDecodeError",
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_BACKEND = "pyav"  # frame-exact on every container (module doc), and the fastest reader per worker
 _FALLBACK_LOGGED: set[str] = set()  # paths whose decord -> PyAV fallback was logged (once per process)
 
 
@@ -73,7 +75,7 @@ class VideoReader(Protocol):
     def get_all(self) -> torch.Tensor: ...
 
 
-def reader_for(path: PathLike, backend: str = "pyav") -> str:
+def reader_for(path: PathLike, backend: str = DEFAULT_BACKEND) -> str:
     """Which reader :func:`open_video` will use for ``path``: ``"decord"``, ``"pyav"`` or ``"frames"``.
 
     ``backend="decord"`` gives ``"pyav"`` for containers where decord's indexing cannot be trusted (AVI,
@@ -339,7 +341,7 @@ _READERS: dict[str, Callable[..., VideoReader]] = {
 BACKENDS = tuple(_READERS)
 
 
-def open_video(path: PathLike, backend: str = "pyav", **kwargs) -> VideoReader:
+def open_video(path: PathLike, backend: str = DEFAULT_BACKEND, **kwargs) -> VideoReader:
     """Open a video file (or a folder of frames) for frame-index access.
 
     Args:

@@ -28,7 +28,7 @@ import torch
 
 from cgd_video.data import sampling, transforms
 from cgd_video.data.datasets import PathLike, _VideoListDataset
-from cgd_video.data.decoding import DECODE_ERRORS, VideoReader, decode_reason, open_video, read_clip
+from cgd_video.data.decoding import DECODE_ERRORS, DEFAULT_BACKEND, VideoReader, decode_reason, open_video, read_clip
 
 __all__ = [
     "MultiViewTestDataset",
@@ -154,7 +154,7 @@ class MultiViewTestDataset(_VideoListDataset):
         test_crop: int = 256,
         mean: Sequence[float] = transforms.IMAGENET_MEAN,
         std: Sequence[float] = transforms.IMAGENET_STD,
-        backend: str = "decord",
+        backend: str = DEFAULT_BACKEND,
         windows: Optional[Sequence[Optional[Window]]] = None,
     ) -> None:
         if num_crops not in (1, 3):

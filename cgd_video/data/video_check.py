@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
+from cgd_video.data.decoding import DEFAULT_BACKEND
 from cgd_video.utils.atomic import atomic_write_text
 
 __all__ = ["CheckResult", "check_video", "check_videos", "write_check_report", "write_rejected"]
@@ -47,7 +48,7 @@ class CheckResult:
 
 
 def check_video(path: PathLike, root: Optional[PathLike] = None, full: bool = False,
-                backend: str = "pyav") -> CheckResult:
+                backend: str = DEFAULT_BACKEND) -> CheckResult:
     """Open and decode one video; never raises for a bad file (the reason goes to ``error``).
 
     Args:
@@ -92,7 +93,7 @@ def check_videos(
     workers: Optional[int] = None,
     full: bool = False,
     progress: bool = True,
-    backend: str = "pyav",
+    backend: str = DEFAULT_BACKEND,
 ) -> List[CheckResult]:
     """Check ``paths`` in parallel (``workers`` processes, default all CPUs; 0 = in this process), each
     opened with ``backend`` (:func:`check_video`).

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import torch
 from torch import nn
 
-from cgd_video.data.decoding import VideoDecodeError, open_video
+from cgd_video.data.decoding import DEFAULT_BACKEND, VideoDecodeError, open_video
 from cgd_video.data.lists import VideoRecord
 from cgd_video.data.test_views import MultiViewTestDataset, Window, timeline_windows, video_fps
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -223,7 +223,7 @@ class Predictor:
         the container's fps (25 when it reports none). Raises ``VideoDecodeError`` when a window cannot
         be read. Returns ``[{"start": s, "end": s, "top1_label", "top1_score", "labels", "scores"}, ...]``.
         """
-        reader = open_video(path, self.view_kwargs.get("backend", "decord"))
+        reader = open_video(path, self.view_kwargs.get("backend", DEFAULT_BACKEND))
         fps = video_fps(reader)
         windows = timeline_windows(int(reader.num_frames), fps, seconds)
         out: List[Dict[str, Any]] = []
