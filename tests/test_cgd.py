@@ -484,6 +484,45 @@ def test_fused_backward_max_gradient_at_ties(layout):
     torch.testing.assert_close((g1[0] * tie).sum((3, 4)), (g2[0] * tie).sum((3, 4)), rtol=1e-5, atol=1e-6)
 
 
+def test_triton_path_takes_a_grad_the_kernels_cannot_read(monkeypatch):
+    """On the Triton path the forward keeps no max positions (the kernels find them in the backward), so a
+    grad_output whose H, W are not one strided dim (the grad of ``out.sum(4)`` or of a transpose) must still go
+    to the kernels, as a dense copy, not to the eager fallback. Torch stand-ins for the kernels (same contract,
+    see tests/test_cgd_triton.py) let this run without CUDA or the interpreter."""
+    from cgd_video.models import cgd_triton
+
+    def readable(*tensors):
+        return all(cgd_triton._strides(t) is not None for t in tensors)
+
+    def pool_stats(x, need_max):
+        return x.float().mean((3, 4)), (x.float().amax((3, 4)) if need_max else None)
+
+    def backward_rows(grad, out, m_ref):
+        assert readable(grad, out)
+        cnt = None if m_ref is None else (out == m_ref[..., None, None]).sum((3, 4)).float()
+        return (grad.float() * out.float()).sum((3, 4)), cnt
+
+    def backward_apply(grad, out, s, shift, m_ref, d_max):
+        assert readable(grad, out)
+        gx = grad * s[..., None, None] + shift[..., None, None]
+        if m_ref is not None:
+            gx = gx + (out == m_ref[..., None, None]) * d_max[..., None, None]
+        return gx.to(out.dtype)
+
+    for name, fn in [("available", readable), ("pool_stats", pool_stats), ("backward_rows", backward_rows),
+                     ("backward_apply", backward_apply)]:
+        monkeypatch.setattr(cgd_triton, name, fn)
+    m = _randomised(CGD(4, variant="v10", temporal="shared"), seed=1)  # f = max pool in the second stage
+    x = torch.randn(2, 4, 3, 5, 4)
+    wt = torch.randn(2, 4, 3, 4, 5)
+    for head in (lambda o: (o.sum(4) * torch.arange(5.0)).sum(), lambda o: (o.transpose(3, 4) * wt).sum()):
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        g1 = torch.autograd.grad(head(m(x1)), [x1, *m.parameters()])
+        g2 = torch.autograd.grad(head(x2 * m.scale(x2)), [x2, *m.parameters()])
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_saturated_scale_stays_positive_and_gradients_finite():
     """tanh at -1 (z << 0) would make s = 0 and lose X; s is kept >= 2^-24 and the backward is finite."""
     m = CGD(4, variant="v10", temporal="shared")

@@ -210,7 +210,9 @@ class CGDFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         out, s_rows, idx = ctx.saved_tensors  # s_rows: (N, C, T' or 1) in out's dtype
         module = ctx.module
-        fused = ctx.triton and cgd_triton.available(grad)
+        fused = ctx.triton  # the forward found no max positions (idx is None): the kernels find them
+        if fused and not cgd_triton.available(grad):  # grad's H, W not one strided dim (out.sum(4), a transpose)
+            grad = grad.contiguous()
         # max(X) * s rounded as the forward's product rounded it: where out equals it, X had its max
         m_ref = ctx.mx.to(out.dtype) * s_rows if fused and ctx.mx is not None else None
         dot, cnt = cgd_triton.backward_rows(grad, out, m_ref) if fused else (_dot_hw(grad, out), None)
