@@ -533,3 +533,23 @@ def test_saturated_scale_stays_positive_and_gradients_finite():
     assert (m.scale(x) > 0).all()
     out.sum().backward()
     assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_no_pass_over_x_when_x_needs_no_gradient(monkeypatch):
+    """Only the parameters need gradients (X from a frozen stem): their gradients equal autograd's and the
+    backward writes no gradient of X (the one full-size pass it would otherwise make)."""
+    from cgd_video.models import cgd_kernels
+
+    m = _randomised(CGD(6, variant="v10", temporal="shared"), seed=4)
+    x = torch.randn(2, 6, 3, 5, 4)
+    gout = torch.randn(2, 6, 3, 5, 4)
+    expected = torch.autograd.grad(x * m.scale(x), list(m.parameters()), gout)
+    calls = []
+    monkeypatch.setattr(cgd_kernels, "_affine", lambda *a: calls.append(a))
+    out = m(x)
+    assert "CGDFunction" in type(out.grad_fn).__name__
+    got = torch.autograd.grad(out, list(m.parameters()), gout)
+    assert calls == []
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+

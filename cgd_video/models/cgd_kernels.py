@@ -222,6 +222,9 @@ class CGDFunction(torch.autograd.Function):
         d_s = dot.to(dtype) / s_rows.to(dtype)  # d s = sum_hw(grad * X), (N, C, T')
         d_y = torch.where(s_rows > S_MIN, d_s, 0).transpose(1, 2).reshape(ctx.y_shape)  # clamp_min's gradient
         d_pools, d_params = descriptor_backward(module.plan, ctx.tape, d_y)
+        d_params = [d.to(dt) for d, dt in zip(d_params, ctx.param_dtypes)]
+        if not ctx.needs_input_grad[0]:  # X needs no gradient (a frozen stem, say): no pass over X
+            return (None, None, *d_params)
         d_avg, d_max = module._unarrange(d_pools, out.shape)
         n, c, t, h, w = out.shape
         if fused:
@@ -235,7 +238,7 @@ class CGDFunction(torch.autograd.Function):
             grad_x = _affine(grad, s_rows.unsqueeze(-1).unsqueeze(-1), shift)
             if d_max is not None:
                 grad_x = _add_at_max(grad_x, idx, d_max)
-        return (grad_x, None, *(d.to(dt) for d, dt in zip(d_params, ctx.param_dtypes)))
+        return (grad_x, None, *d_params)
 
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
