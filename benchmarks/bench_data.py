@@ -44,7 +44,8 @@ these item ratios are medians over items of the before / after seconds of the sa
 ``preprocessed_speedup_720p`` (after on the 256 copy / after on the 720p source),
 ``decode_scale_speedup_720p`` (after / after without decode-time scaling, 720p),
 ``device_augment_speedup`` and ``pyav_vs_decord_reader`` (h264 320x240; ``_720p`` too),
-``loader_2_vs_1_workers`` (a ratio of rates).
+``loader_2_vs_1_workers`` (a ratio of rates). ``ratio_spread`` gives every item ratio's median, p25 and
+p75 over the paired items, so one run says how far its medians can be trusted.
 """
 
 from __future__ import annotations
@@ -279,10 +280,12 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> tuple[dict, dict]
     return rates, times
 
 
-def _median_ratio(slow: list[float], fast: list[float]) -> float:
-    """Median over items of ``slow / fast`` seconds: pairs run back to back, so a burst of load from other
-    jobs moves both sides of a pair (sums of seconds are what a burst distorts)."""
-    return float(np.median(np.asarray(slow) / np.asarray(fast)))
+def ratio_summary(slow: list[float], fast: list[float]) -> dict:
+    """Median, p25 and p75 over items of ``slow / fast`` seconds: pairs run back to back, so a burst of load
+    from other jobs moves both sides of a pair (sums of seconds are what a burst distorts)."""
+    r = np.asarray(slow) / np.asarray(fast)
+    p25, med, p75 = np.percentile(r, [25, 50, 75])
+    return {"median": float(med), "p25": float(p25), "p75": float(p75), "items": int(r.size)}
 
 
 def _bench_loader(videos: list[Path], workers: int, items: int) -> float:
@@ -308,24 +311,26 @@ def _items_report(sets, repeats: int, loader_items: int) -> tuple[dict, dict]:
     rates, times = _bench_items(sets, repeats)
     loader = {f"N={n}": _bench_loader(sets["h264_320x240"], n, loader_items) for n in (1, 2)}
     h264, t = rates["h264_320x240"], times["h264_320x240"]
-    ratios = {"train_item_speedup": _median_ratio(t[BEFORE], t[AFTER])}
+    pairs = {"train_item_speedup": (t[BEFORE], t[AFTER])}
     for name in ITEM_SETS:
-        ratios[f"train_item_speedup_{name}"] = _median_ratio(times[name][BEFORE], times[name][AFTER])
+        pairs[f"train_item_speedup_{name}"] = (times[name][BEFORE], times[name][AFTER])
     # the same videos and windows in both sets, measured one set after the other (not interleaved)
-    ratios["preprocessed_speedup_720p"] = _median_ratio(times["h264_1280x720"][AFTER], times["h264_720p_pre256"][AFTER])
-    ratios["decode_scale_speedup_720p"] = _median_ratio(
+    pairs["preprocessed_speedup_720p"] = (times["h264_1280x720"][AFTER], times["h264_720p_pre256"][AFTER])
+    pairs["decode_scale_speedup_720p"] = (
         times["h264_1280x720"]["pyav, device augmentation, no decode scaling"], times["h264_1280x720"][AFTER])
-    ratios["device_augment_speedup"] = _median_ratio(t["pyav, augmentation in the worker"], t[AFTER])
-    ratios["pyav_vs_decord_reader"] = _median_ratio(t["decord, device augmentation + decode scaling"], t[AFTER])
-    ratios["pyav_vs_decord_reader_720p"] = _median_ratio(
+    pairs["device_augment_speedup"] = (t["pyav, augmentation in the worker"], t[AFTER])
+    pairs["pyav_vs_decord_reader"] = (t["decord, device augmentation + decode scaling"], t[AFTER])
+    pairs["pyav_vs_decord_reader_720p"] = (
         times["h264_1280x720"]["decord, device augmentation + decode scaling"], times["h264_1280x720"][AFTER])
+    spread = {key: ratio_summary(*sides) for key, sides in pairs.items()}
+    ratios = {key: s["median"] for key, s in spread.items()}
     ratios["loader_2_vs_1_workers"] = loader["N=2"] / loader["N=1"]
     per_worker = h264[AFTER]
     workers_formula = (f"workers needed = ceil(R_gpu / {per_worker:.1f}) for a GPU step rate R_gpu clips/s "
                        f"(h264 320x240, one decode thread per worker); e.g. R_gpu = 1000 -> "
                        f"{math.ceil(1000 / per_worker)}")
     return {"items_per_s": rates, "item_seconds": times, "loader_clips_per_s": loader,
-            "workers_needed": workers_formula}, ratios
+            "workers_needed": workers_formula, "ratio_spread": spread}, ratios
 
 
 def _print_items(part: dict, ratios: dict) -> None:
@@ -336,8 +341,11 @@ def _print_items(part: dict, ratios: dict) -> None:
     for n, rate in part["loader_clips_per_s"].items():
         print(f"| full loader, {n} worker(s) + CPU augment consumer        | {rate:>8.2f} clips/s |")
     print(part["workers_needed"])
+    spread = part["ratio_spread"]
     for name, value in ratios.items():
-        print(f"| ratio {name:<56} | {value:>7.2f}x |")
+        s = spread.get(name)
+        between = f"  (p25-p75 {s['p25']:.2f}-{s['p75']:.2f} over {s['items']} items)" if s else ""
+        print(f"| ratio {name:<56} | {value:>7.2f}x |{between}")
 
 
 def main(argv: list[str] | None = None) -> dict:

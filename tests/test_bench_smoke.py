@@ -42,3 +42,16 @@ def test_bench_model_rejects_unknown_variant(capsys):
         bench_model.parse_args(["--variants", "fp32,fp8"])
     err = capsys.readouterr().err
     assert "fp8" in err and "channels_last" in err  # names the bad value and lists the valid ones
+
+
+def test_bench_data_item_ratio_summary_is_over_paired_items():
+    """bench_data's item ratios: median, p25 and p75 of the per-item ``before / after`` (not of sums)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_data
+
+    before = [1.0, 2.0, 3.0, 4.0, 100.0]  # one item hit by a burst of load: sums would move, medians not
+    after = [0.5, 1.0, 1.0, 2.0, 100.0]
+    s = bench_data.ratio_summary(before, after)
+    assert s == {"median": 2.0, "p25": 2.0, "p75": 2.0, "items": 5}
+    s = bench_data.ratio_summary([2.0, 3.0, 4.0, 6.0], [1.0, 1.0, 1.0, 1.0])
+    assert s["median"] == 3.5 and s["p25"] == 2.75 and s["p75"] == 4.5 and s["items"] == 4
