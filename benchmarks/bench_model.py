@@ -117,7 +117,9 @@ def build_case(group: str, key: str, args) -> tuple[nn.Module, torch.Tensor]:
 def group_cases(args) -> dict[str, tuple[list[str], list[str]]]:
     """group -> (keys, modes) that this run times."""
     cases = {} if args.no_ptv else {"ptv": (PTV_GROUP, ["forward"])}
-    cases["overhead"] = ([k for k in OVERHEAD_MODELS if k in args.models], list(args.modes))
+    keys = [k for k in OVERHEAD_MODELS if k in args.models]
+    if len(keys) > 1:  # c2d and at least one addition to compare with it
+        cases["overhead"] = (keys, list(args.modes))
     return cases
 
 
@@ -277,9 +279,11 @@ def run_variant(args, variant: str, device: torch.device) -> dict:
             entry[f"{mode}_fused_ms" if fused else f"{mode}_ms"] = 1e3 * statistics.median(ts)
             entry[f"{mode}_fused_peak_bytes" if fused else f"{mode}_peak_bytes"] = mem.get(name)
 
-    if not args.no_ptv:
+    cases = group_cases(args)
+    if "ptv" in cases:
         _pytorchvideo_group(args, variant, device, out, record)
-    _overhead_group(args, variant, device, out, record)
+    if "overhead" in cases:
+        _overhead_group(args, variant, device, out, record)
     return out
 
 
@@ -363,7 +367,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                        f"{'/'.join(DEFAULT_VARIANTS['cpu'])} on cpu, all on cuda)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                    help="comma list of the overhead group's models (c2d is always timed)")
+                    help="comma list of the overhead group's models (c2d is always timed; c2d alone: no overhead group)")
     ap.add_argument("--modes", default="train,forward", help="comma list of train, forward (overhead group)")
     ap.add_argument("--no-ptv", action="store_true", help="skip the ours vs PyTorchVideo forward group")
     ap.add_argument("--json", type=Path, help="write the results here")
