@@ -277,7 +277,11 @@ def _randomise_cgd(model: torch.nn.Module) -> None:
     ],
 )
 def test_fuse_for_inference_matches_unfused(name, kwargs, channels_last):
-    """Conv+BN folding (fuse_for_inference) keeps the eval logits within 1e-5 relative."""
+    """Conv+BN folding (fuse_for_inference) keeps the eval logits within 1e-5 relative.
+
+    Seeded: over random inits the float32 difference is about 1e-6 (0.6-2.7e-6 for c2d_r50_cgd over 8 seeds),
+    but an unseeded run once drew 1.3e-5, so the weights and the clip are fixed here."""
+    torch.manual_seed(0)
     model = create_model(name, num_classes=5, num_frames=8, **kwargs).eval()
     perturb_norms(model)
     _randomise_cgd(model)
