@@ -22,6 +22,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """Every test starts from torch's seed 0, so its random weights and inputs (and so its float32 margins
+    against a tolerance) are the same on every run and on every xdist worker, whatever ran before it."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Tiny on purpose: 4 classes x 3 videos (2 train + 1 test each), 24 frames of 64x48, under a second.
