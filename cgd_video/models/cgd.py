@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from cgd_video.models.cgd_descriptor import DescriptorPlan, descriptor_forward, stage
-from cgd_video.models.cgd_kernels import cgd_train_forward, channel_rows, frame_pools, positive_scale
+from cgd_video.models.cgd_kernels import CGDFunction, frame_pools, positive_scale, temporal_mean_rows
 
 __all__ = ["CGD", "CGDStage", "VARIANTS", "TEMPORAL_MODES", "INITS"]
 
@@ -174,14 +174,8 @@ class CGD(nn.Module):
     def _pool(self, x: Tensor, dtype: torch.dtype) -> dict[str, Tensor]:
         """Pooled descriptors as (N, T', D) in ``dtype``: average (and max if needed), pooled once."""
         if self.temporal == "mean":
-            rows = channel_rows(x)
-            if rows is not None:  # channels innermost: reduce the (N, T, H*W, C) view, C kept
-                xm = rows.mean(1, dtype=dtype)  # (N, H*W, C)
-                avg, mx = xm.mean(1), (xm.amax(1) if self._need_max else None)
-            else:
-                xm = x.mean(2, dtype=dtype).flatten(2)  # (N, C, H*W)
-                avg, mx = xm.mean(-1), (xm.amax(-1) if self._need_max else None)
-            return self._arrange(avg, mx)
+            xm = temporal_mean_rows(x, dtype)  # (N, C, H*W)
+            return self._arrange(xm.mean(-1), xm.amax(-1) if self._need_max else None)
         return self._arrange(*frame_pools(x, dtype, self._need_max))
 
     def _arrange(self, avg: Tensor, mx: Tensor | None) -> dict[str, Tensor]:
@@ -250,7 +244,7 @@ class CGD(nn.Module):
             and _eager(x)
         ):
             self._check_input(x)
-            return cgd_train_forward(x, self, params)
+            return CGDFunction.apply(x, self, *params)  # one autograd node (cgd_kernels.py)
         return x * self.scale(x)
 
 

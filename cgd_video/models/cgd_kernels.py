@@ -23,7 +23,7 @@ from cgd_video.models import cgd_triton
 from cgd_video.models.cgd_descriptor import descriptor_backward, descriptor_forward
 from cgd_video.models.folding import _cpu_affine
 
-__all__ = ["CGDFunction", "cgd_train_forward", "channel_rows", "frame_max", "frame_pools", "positive_scale"]
+__all__ = ["CGDFunction", "channel_rows", "frame_max", "frame_pools", "positive_scale", "temporal_mean_rows"]
 
 # s = 1 + tanh(z) is kept >= this, so that out = X * s determines X's max position and d s (the tanh
 # saturates at -1 for z < -9 in float32, where s would round to 0; its gradient is 0 there anyway).
@@ -61,6 +61,17 @@ def frame_pools(x: Tensor, dtype: torch.dtype, need_max: bool) -> tuple[Tensor, 
     if mx is None:
         return avg, None
     return avg, (mx if mx.dtype == dtype else mx.to(dtype))
+
+
+def temporal_mean_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """x (N, C, T, H, W) averaged over T as (N, C, H*W) in ``dtype``: what the ``mean`` mode pools.
+
+    Channels-innermost clips are reduced on their (N, T, H*W, C) view (C kept contiguous).
+    """
+    rows = channel_rows(x)
+    if rows is not None:
+        return rows.mean(1, dtype=dtype).transpose(1, 2)
+    return x.mean(2, dtype=dtype).flatten(2)
 
 
 def _dot_hw(a: Tensor, b: Tensor) -> Tensor:
@@ -142,11 +153,6 @@ def _add_at_max(grad_x: Tensor, idx: Tensor, d_max: Tensor) -> Tensor:
     return grad_x
 
 
-def cgd_train_forward(x: Tensor, module, params: list[Tensor]) -> Tensor:
-    """``x * scale(x)`` (Eq. 11) through :class:`CGDFunction`: one autograd node per CGD module."""
-    return CGDFunction.apply(x, module, *params)
-
-
 def _use_triton(x: Tensor, module) -> bool:
     return module.temporal != "mean" and x.dtype in _TRITON_DTYPES and cgd_triton.available(x)
 
@@ -161,9 +167,7 @@ def _pool_with_index(x: Tensor, module, dtype: torch.dtype, triton: bool):
         avg, mx = cgd_triton.pool_stats(x, module._need_max)
         return avg, mx, None
     if module.temporal == "mean":
-        rows = channel_rows(x)
-        xm = (rows.mean(1, dtype=dtype).transpose(1, 2) if rows is not None
-              else x.mean(2, dtype=dtype).flatten(2))  # (N, C, H*W)
+        xm = temporal_mean_rows(x, dtype)  # (N, C, H*W)
         if not module._need_max:
             return xm.mean(-1), None, None
         mx, idx = xm.max(-1)
