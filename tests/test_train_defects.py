@@ -142,6 +142,11 @@ def test_refused_run_changes_nothing_and_resume_cleans_up(lists, synthetic_datas
                                                        "MODEL.ATTENTION": "none", "SOLVER.MAX_EPOCH": 1})
     first = train_from_config(load_config("synthetic_cgd", opts))
     assert first["status"] == "stop_after_iters" and load_checkpoint(out / "checkpoints" / "last.pt")["iteration"] == 2
+    assert first["checkpoint"] == str(out / "checkpoints" / "last.pt")  # the summary names what was kept
+    unsaved = train_from_config(load_config("synthetic_cgd", tiny_opts(
+        lists, synthetic_dataset, tmp_path / "unsaved",
+        **{"TRAIN.STOP_AFTER_ITERS": 1, "TRAIN.CHECKPOINT_ITERS": 0, "MODEL.ATTENTION": "none"})))
+    assert unsaved["checkpoint"] is None and not (tmp_path / "unsaved" / "checkpoints" / "last.pt").exists()
     train_iters = [r["iteration"] for r in read_metrics(out / "metrics.jsonl")["train"]]
     assert train_iters == [1, 2, 3]  # step 3 was logged but not saved
     # defect 5: a refused resume (changed BASE_LR) leaves the folder exactly as it was

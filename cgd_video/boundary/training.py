@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None, extra_hooks: Sequence = (), descript
                   f"{summary['checkpoint']}; run the same command to resume")
         return EXIT_CODES["requeue"] if summary["status"] == "sigusr1" else EXIT_CODES["ok"]
     if rank0:
+        kept = summary["checkpoint"] or "none saved: TRAIN.STOP_AFTER_ITERS stops without saving"
         print(f"done ({summary['status']}): epoch {summary['epoch']}, iteration {summary['iteration']}; "
-              f"outputs in {summary['output_dir']} (checkpoint {summary['checkpoint']})")
+              f"outputs in {summary['output_dir']} (checkpoint {kept})")
     return EXIT_CODES["ok"]

@@ -218,7 +218,7 @@ def train(job: TrainJob, extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]
     du.barrier()
     return dict(status=loop.stop_reason or "finished", val=_last_val(loop),
                 epoch=min(job.loop.max_epoch, loop.iteration // loop.steps_per_epoch), iteration=loop.iteration,
-                output_dir=str(out_dir), checkpoint=str(ckpt_path))
+                output_dir=str(out_dir), checkpoint=loop.storage.get("kept_checkpoint"))  # None: nothing saved
 
 
 def _last_val(loop: TrainLoop):
