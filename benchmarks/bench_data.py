@@ -112,7 +112,7 @@ def _rate(fn: Callable[[Path, int], object], videos: list[Path], repeats: int) -
     count = 0
     for r in range(repeats):
         for i, video in enumerate(videos):
-            decoding._scan.cache_clear()  # every item demuxes its video, as a training worker does (~1 us)
+            decoding.clear_scan_cache()  # every item demuxes its video, as a training worker does (~1 us)
             fn(video, r * len(videos) + i)
             count += 1
     return count / (time.perf_counter() - start)
@@ -262,7 +262,7 @@ def _bench_items(sets: dict[str, list[Path]], repeats: int) -> tuple[dict, dict]
             for i in range(len(videos)):
                 shift = (r * len(videos) + i) % len(order)  # rotate: no case always runs first or last
                 for case in order[shift:] + order[:shift]:
-                    decoding._scan.cache_clear()  # a worker meets a video once an epoch: no cached packet scan
+                    decoding.clear_scan_cache()  # a worker meets a video once an epoch: no cached packet scan
                     start = time.perf_counter()
                     cases[case](i, r)
                     spent[case].append(time.perf_counter() - start)

@@ -19,7 +19,8 @@ per-pair ratios (>= 10 pairs), lower = faster for us:
   forward + backward (cross-entropy, gradients set to None between steps, no optimizer step).
 
 Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
-torch.compile (bf16 + channels_last). Peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU
+torch.compile (bf16 + channels_last); on request ``compile_fp32`` / ``compile_channels_last``
+(torch.compile in fp32, inductor's C++ kernels on the CPU: what ``TRAIN.COMPILE True`` runs there). Peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU
 the peak resident set size during one step (``VmHWM`` of /proc/self/status after resetting it through
 /proc/self/clear_refs) minus the resident size before it, measured in one spawned child process with
 glibc's mmap threshold pinned at 64 KiB so that freed tensors go back to the OS instead of hiding in
@@ -82,6 +83,9 @@ VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
     "channels_last": (True, None, False),
     "bf16": (True, torch.bfloat16, False),
     "compile": (True, torch.bfloat16, True),
+    # CPU: inductor's C++ kernels, fp32 (bf16 autocast is slower than fp32 on CPUs without AMX)
+    "compile_fp32": (False, None, True),
+    "compile_channels_last": (True, None, True),
 }
 DEFAULT_VARIANTS = {"cpu": ("fp32", "channels_last"), "cuda": ("fp32", "channels_last", "bf16", "compile")}
 
@@ -370,6 +374,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="comma list of the overhead group's models (c2d is always timed; c2d alone: no overhead group)")
     ap.add_argument("--modes", default="train,forward", help="comma list of train, forward (overhead group)")
     ap.add_argument("--no-ptv", action="store_true", help="skip the ours vs PyTorchVideo forward group")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="CPU: skip the peak-RSS child (it builds, and compiles, every case a second time)")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     args.models = ["c2d", *(m for m in args.models.split(",") if m and m != "c2d")]
@@ -412,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pairs": args.pairs,
         "warmup": args.warmup,
         "memory_method": ("torch.cuda.max_memory_allocated minus allocated before the step" if device.type == "cuda"
+                          else "not measured (--no-memory)" if args.no_memory
                           else "peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS before the step, "
                                "in a spawned child with glibc's mmap threshold pinned at 64 KiB (timings: default "
                                "allocator)"),
@@ -420,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for variant in args.variants:
         result["variants"][variant] = run_variant(args, variant, device)
-    if device.type == "cpu":
+    if device.type == "cpu" and not args.no_memory:
         for variant, per_key in cpu_peak_memory(args).items():
             models = result["variants"][variant]["models"]
             for key, per_mode in per_key.items():

@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cgd_video.data.decoding import open_video, reader_for
+from cgd_video.data import pyav_reader
+from cgd_video.data.decoding import clear_scan_cache, open_video, reader_for
 
 N, W, H = 40, 64, 48
 # (file name, container format, codec, reader that backend="decord" must choose)
@@ -134,6 +135,26 @@ def test_every_backend_container_and_index_set_is_exact(fixtures, backend, name)
     reader = open_video(path, backend)  # one reader, several reads in a row (decord keeps its position)
     for label, indices in INDEX_SETS.items():
         _assert_frames(reader.get(indices), ref, indices, f"{backend} {name} {label} (reused reader)")
+
+
+@pytest.mark.parametrize("keep_limit", [None, 0], ids=["packets_kept", "file_too_big_to_keep"])
+@pytest.mark.parametrize("name", [f[0] for f in FIXTURES])
+def test_pyav_first_read_from_its_own_scan_is_exact(fixtures, name, keep_limit, monkeypatch):
+    """A PyAV reader that demuxed its file itself decodes its first read from those packets (no second open
+    and demux); a reader whose scan was cached opens the file. Both are exact; so is a file over the size
+    kept in memory (``keep_limit=0``: every read opens the file)."""
+    if keep_limit is not None:
+        monkeypatch.setattr(pyav_reader, "KEEP_PACKETS_MAX_BYTES", keep_limit)
+    path, ref = fixtures[name]
+    for label, indices in INDEX_SETS.items():
+        clear_scan_cache()
+        fresh = open_video(path, "pyav")
+        assert (fresh._own_scan is not None) == (keep_limit is None), label
+        cached = open_video(path, "pyav")
+        assert cached._own_scan is None and cached.num_frames == fresh.num_frames == N
+        _assert_frames(fresh.get(indices), ref, indices, f"{name} {label} (first read from the scan)")
+        assert fresh._own_scan is None  # taken over (and closed) by that read
+        _assert_frames(cached.get(indices), ref, indices, f"{name} {label} (cached scan)")
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])

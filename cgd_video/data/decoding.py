@@ -32,7 +32,6 @@ and the collate crashes).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -41,8 +40,10 @@ from typing import Callable, Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from cgd_video.data.containers import is_indexed, probe, pts_index, scaled_size
+from cgd_video.data.containers import probe, scaled_size
 from cgd_video.data.decode_errors import DECODE_ERRORS, FrameCountMismatch, VideoDecodeError, decode_reason
+from cgd_video.data.frame_arrays import gather, read_clip, unique_indices
+from cgd_video.data.pyav_reader import PyAVReader, clear_scan_cache
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +52,7 @@ __all__ = [
     "FrameCountMismatch",
     "VideoDecodeError",
     "VideoReader",
+    "clear_scan_cache",
     "decode_reason",
     "open_video",
     "read_clip",
@@ -88,151 +90,6 @@ def reader_for(path: PathLike, backend: str = DEFAULT_BACKEND) -> str:
         if info is not None and not info.indexed:
             return "pyav"
     return backend
-
-
-def _unique_indices(path: str, indices: Sequence[int], num_frames: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique frame indices and the inverse map; checks ``0 <= i < num_frames`` (upper bound if given)."""
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0:
-        raise ValueError(f"{path}: no frame indices requested")
-    if idx.min() < 0:
-        raise ValueError(f"{path}: negative frame index {int(idx.min())}")
-    if num_frames is not None and int(idx.max()) >= num_frames:
-        raise FrameCountMismatch(path, num_frames, int(idx.max()))
-    return np.unique(idx, return_inverse=True)
-
-
-def _gather(unique_frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
-    """Frames decoded once per unique index, returned in the requested (possibly repeating) order."""
-    return torch.from_numpy(np.ascontiguousarray(unique_frames[inverse]))
-
-
-@functools.lru_cache(maxsize=16)
-def _scan(path: str, _size: int, _mtime_ns: int) -> tuple[float, int, Optional[tuple[np.ndarray, np.ndarray]]]:
-    """``(fps, packet count, pts index or None)`` of the first video stream, by demuxing (no decoding).
-    Cached per process by (path, size, mtime) like :func:`~cgd_video.data.containers.probe`: the windows
-    of one long video (``--timeline``) demux it once, not once per window."""
-    import av
-
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise VideoDecodeError(path, "no video stream in the container")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        # Count packets instead of trusting the header (stream.frames is 0 for mkv/webm, often wrong).
-        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
-        index = pts_index(packets) if is_indexed(container.format.name) else None
-        return (float(rate) if rate else 0.0), len(packets), index
-
-
-class PyAVReader:
-    """PyAV decoding of the first video stream; frame ``i`` is the ``i``-th frame in presentation order.
-
-    Indexed containers (mp4/mov, mkv/webm: every packet has a unique pts): frame ``i`` is the frame with
-    the ``i``-th smallest pts. A read seeks to the last keyframe at or before the first wanted frame and
-    tells the decoder to skip non-reference frames that are not wanted (``skip_frame="NONREF"``: nothing
-    else depends on them), so only the frames the clip needs, and those its frames depend on, are decoded.
-    Other containers, or when that mapping misses a frame: sequential decoding from the start, counting
-    frames in decode output order, up to the last wanted frame.
-
-    ``short_side``: frames whose shorter side is larger come back scaled to it (libswscale, area filter),
-    in the same conversion that makes them RGB. One reformatter (libswscale context) serves all the frames
-    of a read: ``frame.to_ndarray(format=...)`` sets one up per frame, which cost 0.35 ms of every
-    320x240 frame's 0.6 ms conversion inside a decode loop (``docs/BENCHMARKS.md`` §4c).
-    """
-
-    backend = "pyav"
-
-    def __init__(self, path: PathLike, num_threads: int = 1, short_side: Optional[int] = None) -> None:
-        self.path = str(path)
-        self.num_threads = num_threads
-        self.short_side = short_side
-        self._reformatter = None  # one libswscale context for every frame this reader converts
-        try:
-            st = os.stat(self.path)
-            self.fps, self.num_frames, self._index = _scan(self.path, st.st_size, st.st_mtime_ns)
-        except VideoDecodeError:
-            raise
-        except Exception as exc:  # av.error.*, OSError, UnicodeDecodeError ...
-            raise VideoDecodeError(self.path, f"PyAV: {type(exc).__name__}: {exc}") from exc
-        if self.num_frames == 0:
-            raise VideoDecodeError(self.path, "PyAV: the video stream has no frames")
-
-    def get(self, indices: Sequence[int]) -> torch.Tensor:
-        import av
-
-        wanted, inverse = _unique_indices(self.path, indices, None)  # the decoded count is the truth here
-        frames = self._get_indexed(wanted)
-        if frames is not None:
-            return _gather(frames, inverse)
-        last = int(wanted[-1])
-        out: list[np.ndarray] = []
-        pos = 0  # index of the next wanted frame
-        decoded = 0
-        try:
-            with av.open(self.path) as container:
-                stream = container.streams.video[0]
-                stream.thread_count = self.num_threads
-                for frame in container.decode(stream):
-                    if decoded == wanted[pos]:  # only kept frames are converted (and scaled) to RGB
-                        out.append(self._rgb(frame))
-                        pos += 1
-                        if decoded == last:
-                            break
-                    decoded += 1
-        except av.error.FFmpegError as exc:
-            raise VideoDecodeError(self.path, f"PyAV: decoding failed after {decoded} frames: {exc}") from exc
-        if len(out) < len(wanted):
-            self.num_frames = decoded
-            raise FrameCountMismatch(self.path, decoded, last)
-        return _gather(np.stack(out), inverse)
-
-    def _get_indexed(self, wanted: np.ndarray) -> Optional[np.ndarray]:
-        """Seek + skip decoding (class doc); ``None`` when a wanted frame did not come out."""
-        import av
-
-        if self._index is None or wanted[-1] >= len(self._index[0]):
-            return None
-        pts, keys = self._index
-        want = {int(pts[i]): k for k, i in enumerate(wanted.tolist())}
-        start = np.searchsorted(keys, pts[wanted[0]], side="right") - 1
-        if start < 0:
-            return None
-        out: list[Optional[np.ndarray]] = [None] * len(wanted)
-        missing = len(wanted)
-        try:
-            with av.open(self.path) as container:
-                stream = container.streams.video[0]
-                stream.thread_count = self.num_threads
-                ctx = stream.codec_context
-                container.seek(int(keys[start]), stream=stream, backward=True, any_frame=False)
-                for packet in container.demux(stream):
-                    ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
-                    for frame in packet.decode():
-                        k = want.get(frame.pts)
-                        if k is not None and out[k] is None:  # only kept frames are converted to RGB
-                            out[k] = self._rgb(frame)
-                            missing -= 1
-                    if not missing:
-                        return np.stack(out)
-        except av.error.FFmpegError:
-            pass  # the sequential path decodes what really exists and reports it
-        logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
-        return None
-
-    def _rgb(self, frame) -> np.ndarray:
-        if self._reformatter is None:
-            from av.video.reformatter import VideoReformatter
-
-            self._reformatter = VideoReformatter()
-        size = scaled_size(frame.height, frame.width, self.short_side)
-        if size is None:
-            return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-        return self._reformatter.reformat(frame, width=size[1], height=size[0], format="rgb24",
-                                          interpolation="AREA").to_ndarray()
-
-    def get_all(self) -> torch.Tensor:
-        return read_clip(self, lambda n: np.arange(n))
 
 
 class DecordReader:
@@ -279,12 +136,12 @@ class DecordReader:
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
         if self._fallback is None:
-            wanted, inverse = _unique_indices(self.path, indices, self.num_frames)
+            wanted, inverse = unique_indices(self.path, indices, self.num_frames)
             try:
                 frames = self._vr.get_batch(wanted.tolist()).asnumpy()
                 if frames.shape[0] != len(wanted) or frames.ndim != 4:
                     raise RuntimeError(f"decord returned {tuple(frames.shape)} for {len(wanted)} frames")
-                return _gather(frames, inverse)
+                return gather(frames, inverse)
             except Exception as exc:  # decord error mid-file: PyAV decodes what really exists
                 self._fall_back(exc)
         try:
@@ -315,7 +172,7 @@ class FrameFolderReader:
     def get(self, indices: Sequence[int]) -> torch.Tensor:
         from PIL import Image
 
-        wanted, inverse = _unique_indices(self.path, indices, self.num_frames)
+        wanted, inverse = unique_indices(self.path, indices, self.num_frames)
         frames = []
         for i in wanted.tolist():
             file = self.files[i]
@@ -327,7 +184,7 @@ class FrameFolderReader:
         shapes = {f.shape for f in frames}
         if len(shapes) > 1:
             raise VideoDecodeError(self.path, f"frames of different sizes: {sorted(shapes)}")
-        return _gather(np.stack(frames), inverse)
+        return gather(np.stack(frames), inverse)
 
     def get_all(self) -> torch.Tensor:
         return self.get(range(self.num_frames))
@@ -366,18 +223,3 @@ def open_video(path: PathLike, backend: str = DEFAULT_BACKEND, **kwargs) -> Vide
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
     return _READERS[reader_for(path, backend)](path, **kwargs)
-
-
-def read_clip(reader: VideoReader, indices_fn: Callable[[int], Sequence[int]], attempts: int = 3) -> torch.Tensor:
-    """Decode ``indices_fn(reader.num_frames)``; if the stream turns out shorter, resample with the true count.
-
-    ``indices_fn`` must be deterministic in its argument (seeded), so a resample is reproducible.
-    """
-    for _ in range(attempts):
-        try:
-            return reader.get(indices_fn(reader.num_frames))
-        except FrameCountMismatch as err:
-            if err.num_frames <= 0:
-                raise VideoDecodeError(reader.path, "no decodable frames") from err
-            reader.num_frames = err.num_frames
-    raise VideoDecodeError(reader.path, f"frame count kept changing after {attempts} attempts")

@@ -1,0 +1,238 @@
+"""The PyAV reader: frame ``i`` of the first video stream in presentation order, exact on every container.
+
+One demux of the file gives its frame count and, on indexed containers (mp4/mov, mkv/webm), the pts of
+every frame (:func:`~cgd_video.data.containers.pts_index`). Scans are cached per process (a few files);
+a reader that scanned its file itself keeps the demuxed packets for its first read, so a training item
+opens and demuxes its video once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from typing import NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from cgd_video.data.containers import is_indexed, pts_index, scaled_size
+from cgd_video.data.decode_errors import FrameCountMismatch, VideoDecodeError
+from cgd_video.data.frame_arrays import FrameStack, gather, read_clip, unique_indices
+
+__all__ = ["PyAVReader", "clear_scan_cache"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+
+def _decode(packets):
+    """Frames of already-demuxed packets, decoded in order (what ``container.decode`` does while demuxing)."""
+    for packet in packets:
+        yield from packet.decode()
+
+
+class _Demuxed(NamedTuple):
+    """What demuxing the first video stream once gives (no decoding): the stream's frame rate, its frame
+    count (packets with data; the header's ``stream.frames`` is 0 for mkv/webm and often wrong), the pts
+    index of indexed containers (else ``None``), and the packets themselves in decode order (each file's
+    own scan keeps them for its first read; the cache keeps only the first three fields)."""
+
+    fps: float
+    num_frames: int
+    index: Optional[tuple[np.ndarray, np.ndarray]]
+    packets: tuple = ()
+
+
+_SCAN_CACHE: "OrderedDict[tuple[str, int, int], _Demuxed]" = OrderedDict()
+_SCAN_CACHE_SIZE = 16  # the windows of one long video (``--timeline``) demux it once, not once per window
+KEEP_PACKETS_MAX_BYTES = 64 << 20  # a longer file's first read opens it again instead of holding it in memory
+
+
+def clear_scan_cache() -> None:
+    """Forget every cached scan (benchmarks: a training worker meets a video once an epoch)."""
+    _SCAN_CACHE.clear()
+
+
+def _demux(container, path: str) -> _Demuxed:
+    """Demux the first video stream of an open container: :class:`_Demuxed`, packets included."""
+    if not container.streams.video:
+        raise VideoDecodeError(path, "no video stream in the container")
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    kept: list | None = []  # every packet, the last being demux's empty end-of-stream one; None if too big
+    with_data, size = [], 0
+    for packet in container.demux(stream):
+        if packet.size:
+            with_data.append((packet.pts, packet.is_keyframe))
+            size += packet.size
+        if kept is not None and size > KEEP_PACKETS_MAX_BYTES:
+            kept = None
+        elif kept is not None:
+            kept.append(packet)
+    index = pts_index(with_data) if is_indexed(container.format.name) else None
+    return _Demuxed(float(rate) if rate else 0.0, len(with_data), index, tuple(kept or ()))
+
+
+def _scan(path: str) -> tuple[_Demuxed, Optional[tuple]]:
+    """The file's scan (cached by path, size and mtime) and, when this call demuxed the file, the open
+    container and its packets for the caller's first read (``None`` otherwise)."""
+    import av
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    scan = _SCAN_CACHE.get(key)
+    if scan is not None:
+        _SCAN_CACHE.move_to_end(key)
+        return scan, None
+    container = av.open(path)
+    try:
+        scan = _demux(container, path)
+    except BaseException:
+        container.close()
+        raise
+    _SCAN_CACHE[key] = scan._replace(packets=())
+    if len(_SCAN_CACHE) > _SCAN_CACHE_SIZE:
+        _SCAN_CACHE.popitem(last=False)
+    if scan.packets:
+        return scan, (container, scan.packets)
+    container.close()  # too big to keep: reads open the file again
+    return scan, None
+
+
+class PyAVReader:
+    """PyAV decoding of the first video stream; frame ``i`` is the ``i``-th frame in presentation order.
+
+    Indexed containers (mp4/mov, mkv/webm: every packet has a unique pts): frame ``i`` is the frame with
+    the ``i``-th smallest pts. A read seeks to the last keyframe at or before the first wanted frame and
+    tells the decoder to skip non-reference frames that are not wanted (``skip_frame="NONREF"``: nothing
+    else depends on them), so only the frames the clip needs, and those its frames depend on, are decoded.
+    Other containers, or when that mapping misses a frame: sequential decoding from the start, counting
+    frames in decode output order, up to the last wanted frame.
+
+    ``short_side``: frames whose shorter side is larger come back scaled to it (libswscale, area filter),
+    in the same conversion that makes them RGB. One reformatter (libswscale context) serves all the frames
+    of a read: ``frame.to_ndarray(format=...)`` sets one up per frame, which cost 0.35 ms of every
+    320x240 frame's 0.6 ms conversion inside a decode loop (``docs/BENCHMARKS.md`` §4c).
+
+    One open and one demux per training item: the reader that scans its file keeps the open container and
+    the demuxed packets (files up to :data:`KEEP_PACKETS_MAX_BYTES`), and its first read decodes from them
+    instead of opening, seeking and demuxing again. Frames are copied once, into the clip's array.
+    """
+
+    backend = "pyav"
+
+    def __init__(self, path: PathLike, num_threads: int = 1, short_side: Optional[int] = None) -> None:
+        self.path = str(path)
+        self.num_threads = num_threads
+        self.short_side = short_side
+        self._reformatter = None  # one libswscale context for every frame this reader converts
+        self._own_scan = None  # (container, packets) of this reader's scan: its first read decodes them
+        try:
+            scan, self._own_scan = _scan(self.path)
+            self.fps, self.num_frames, self._index = scan.fps, scan.num_frames, scan.index
+        except VideoDecodeError:
+            raise
+        except Exception as exc:  # av.error.*, OSError, UnicodeDecodeError ...
+            raise VideoDecodeError(self.path, f"PyAV: {type(exc).__name__}: {exc}") from exc
+        if self.num_frames == 0:
+            self.close()
+            raise VideoDecodeError(self.path, "PyAV: the video stream has no frames")
+
+    def close(self) -> None:
+        """Close the container kept from this reader's scan if no read has taken it over yet."""
+        own, self._own_scan = self._own_scan, None
+        if own is not None:
+            own[0].close()
+
+    @contextlib.contextmanager
+    def _decoding(self):
+        """``(container, stream, packets)`` for one read: the first read decodes the packets this reader's
+        scan demuxed (no second open, seek and demux); later ones open the file (``packets`` None)."""
+        import av
+
+        own, self._own_scan = self._own_scan, None
+        container, packets = own if own is not None else (av.open(self.path), None)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_count = self.num_threads
+            yield container, stream, packets
+        finally:
+            container.close()
+
+    def get(self, indices: Sequence[int]) -> torch.Tensor:
+        import av
+
+        wanted, inverse = unique_indices(self.path, indices, None)  # the decoded count is the truth here
+        frames = self._get_indexed(wanted)
+        if frames is not None:
+            return gather(frames, inverse)
+        last = int(wanted[-1])
+        out = FrameStack(self.path, len(wanted))
+        decoded = 0
+        try:
+            with self._decoding() as (container, stream, packets):
+                for frame in container.decode(stream) if packets is None else _decode(packets):
+                    if decoded == wanted[out.count]:  # only kept frames are converted (and scaled) to RGB
+                        out.put(out.count, self._rgb(frame))
+                        if decoded == last:
+                            break
+                    decoded += 1
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(self.path, f"PyAV: decoding failed after {decoded} frames: {exc}") from exc
+        if out.count < len(wanted):
+            self.num_frames = decoded
+            raise FrameCountMismatch(self.path, decoded, last)
+        return gather(out.frames, inverse)
+
+    def _get_indexed(self, wanted: np.ndarray) -> Optional[np.ndarray]:
+        """Seek + skip decoding (class doc); ``None`` when a wanted frame did not come out."""
+        import av
+
+        if self._index is None or wanted[-1] >= len(self._index[0]):
+            return None
+        pts, keys = self._index
+        want = {int(pts[i]): k for k, i in enumerate(wanted.tolist())}
+        start = np.searchsorted(keys, pts[wanted[0]], side="right") - 1
+        if start < 0:
+            return None
+        out = FrameStack(self.path, len(wanted))
+        try:
+            with self._decoding() as (container, stream, packets):
+                ctx = stream.codec_context
+                if packets is None:
+                    container.seek(int(keys[start]), stream=stream, backward=True, any_frame=False)
+                    source = container.demux(stream)
+                else:  # the keyframe's packet in the demuxed list: where the seek would land
+                    first = next(i for i, p in enumerate(packets) if p.is_keyframe and p.pts == keys[start])
+                    source = packets[first:]
+                for packet in source:
+                    ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
+                    for frame in packet.decode():
+                        k = want.get(frame.pts)
+                        if k is not None and not out.has(k):  # only kept frames are converted to RGB
+                            out.put(k, self._rgb(frame))
+                    if out.count == len(wanted):
+                        return out.frames
+        except av.error.FFmpegError:
+            pass  # the sequential path decodes what really exists and reports it
+        logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
+        return None
+
+    def _rgb(self, frame) -> np.ndarray:
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        size = scaled_size(frame.height, frame.width, self.short_side)
+        if size is None:
+            return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return self._reformatter.reformat(frame, width=size[1], height=size[0], format="rgb24",
+                                          interpolation="AREA").to_ndarray()
+
+    def get_all(self) -> torch.Tensor:
+        return read_clip(self, lambda n: np.arange(n))
+
+
