@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections import OrderedDict
 from typing import NamedTuple, Optional, Sequence, Union
 
@@ -47,13 +48,15 @@ class _Demuxed(NamedTuple):
 
 
 _SCAN_CACHE: "OrderedDict[tuple[str, int, int], _Demuxed]" = OrderedDict()
+_SCAN_LOCK = threading.Lock()
 _SCAN_CACHE_SIZE = 16  # the windows of one long video (``--timeline``) demux it once, not once per window
 KEEP_PACKETS_MAX_BYTES = 64 << 20  # a longer file's first read opens it again instead of holding it in memory
 
 
 def clear_scan_cache() -> None:
     """Forget every cached scan (benchmarks: a training worker meets a video once an epoch)."""
-    _SCAN_CACHE.clear()
+    with _SCAN_LOCK:
+        _SCAN_CACHE.clear()
 
 
 def _demux(container, path: str) -> _Demuxed:
@@ -83,19 +86,21 @@ def _scan(path: str) -> tuple[_Demuxed, Optional[tuple]]:
 
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
-    scan = _SCAN_CACHE.get(key)
-    if scan is not None:
-        _SCAN_CACHE.move_to_end(key)
-        return scan, None
+    with _SCAN_LOCK:  # readers may be opened from several threads
+        scan = _SCAN_CACHE.get(key)
+        if scan is not None:
+            _SCAN_CACHE.move_to_end(key)
+            return scan, None
     container = av.open(path)
     try:
         scan = _demux(container, path)
     except BaseException:
         container.close()
         raise
-    _SCAN_CACHE[key] = scan._replace(packets=())
-    if len(_SCAN_CACHE) > _SCAN_CACHE_SIZE:
-        _SCAN_CACHE.popitem(last=False)
+    with _SCAN_LOCK:
+        _SCAN_CACHE[key] = scan._replace(packets=())
+        if len(_SCAN_CACHE) > _SCAN_CACHE_SIZE:
+            _SCAN_CACHE.popitem(last=False)
     if scan.packets:
         return scan, (container, scan.packets)
     container.close()  # too big to keep: reads open the file again
