@@ -207,11 +207,13 @@ class PyAVReader:
         try:
             with self._decoding() as (container, stream, packets):
                 ctx = stream.codec_context
-                if packets is None:
+                # the keyframe's packet in the demuxed list, where the seek would land; else seek
+                first = None if packets is None else next(
+                    (i for i, p in enumerate(packets) if p.is_keyframe and p.pts == keys[start]), None)
+                if first is None:
                     container.seek(int(keys[start]), stream=stream, backward=True, any_frame=False)
                     source = container.demux(stream)
-                else:  # the keyframe's packet in the demuxed list: where the seek would land
-                    first = next(i for i, p in enumerate(packets) if p.is_keyframe and p.pts == keys[start])
+                else:
                     source = packets[first:]
                 for packet in source:
                     ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
