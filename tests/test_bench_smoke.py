@@ -34,6 +34,24 @@ def test_bench_model_json_schema(tmp_path):
     assert all("train_ms" in models[k] for k in ("c2d", "cgd_shared", "cgd_concat", "nl", "cgnl"))
 
 
+def test_bench_model_no_memory_skips_the_rss_child(tmp_path):
+    """``--no-memory`` (the compiled CPU variants would compile every case again in the child): timings
+    only, and the JSON says memory was not measured instead of reporting a number."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_model
+
+    out = tmp_path / "bench.json"
+    argv = ["--frames", "8", "--size", "64", "--pairs", "1", "--warmup", "0", "--variants", "fp32", "--threads", "1",
+            "--no-ptv", "--models", "c2d,cgd_shared", "--modes", "train", "--no-memory", "--json", str(out)]
+    assert bench_model.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["memory_method"].startswith("not measured")
+    models = result["variants"]["fp32"]["models"]
+    assert set(models) == {"c2d", "cgd_shared"} and all(m["train_peak_bytes"] is None for m in models.values())
+    assert result["ratios"]["cgd_shared_overhead_train"] > 0
+    assert {"compile_fp32", "compile_channels_last"} <= set(bench_model.VARIANTS)
+
+
 def test_bench_model_rejects_unknown_variant(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_model
