@@ -186,3 +186,19 @@ def test_decode_error_pickles_for_worker_processes():
     assert (err.path, err.num_frames, err.requested) == ("/x.mp4", 3, 7)
     assert "x.mp4" in str(pickle.loads(pickle.dumps(VideoDecodeError("/x.mp4", "bad"))))
     assert decoding.BACKENDS == ("decord", "pyav", "frames")
+
+
+def test_frame_stack_refuses_a_size_change_mid_stream_and_gathers_without_copy():
+    """A stream whose frame size changes mid-read is a decode error naming the file (the dataset then
+    replaces the video), not a numpy broadcasting error that would kill a worker; a clip requested in
+    sorted unique order is returned without the gather copy, any other order is gathered."""
+    from cgd_video.data.frame_arrays import FrameStack, gather
+
+    stack = FrameStack("clip.mp4", 2)
+    stack.put(0, np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(VideoDecodeError, match="clip.mp4.*frame size changes"):
+        stack.put(1, np.zeros((5, 6, 3), np.uint8))
+    frames = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
+    assert np.shares_memory(gather(frames, np.array([0, 1, 2])).numpy(), frames)
+    again = gather(frames, np.array([2, 0, 0]))
+    assert not np.shares_memory(again.numpy(), frames) and torch.equal(again, torch.from_numpy(frames[[2, 0, 0]]))
