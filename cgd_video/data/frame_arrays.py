@@ -35,7 +35,7 @@ def gather(unique_frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
     Requested indices that were already sorted and unique (a training window inside the video) return
     the decoded array itself: no copy of the clip.
     """
-    if len(inverse) == len(unique_frames) and bool((np.diff(inverse) == 1).all()) and unique_frames.flags.c_contiguous:
+    if np.array_equal(inverse, np.arange(len(unique_frames))) and unique_frames.flags.c_contiguous:
         return torch.from_numpy(unique_frames)
     return torch.from_numpy(np.ascontiguousarray(unique_frames[inverse]))
 

@@ -163,8 +163,8 @@ class CGD(nn.Module):
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str | None = None) -> None:
-        for stage in self.stages:
-            stage.reset_parameters(self.init if init is None else init)
+        for cgd_stage in self.stages:
+            cgd_stage.reset_parameters(self.init if init is None else init)
 
     def extra_repr(self) -> str:
         frames = f", num_frames={self.num_frames}" if self.temporal == "concat" else ""
@@ -215,15 +215,12 @@ class CGD(nn.Module):
         """The last stage's output y as (N, T', D) in float32 (float64 for float64 inputs)."""
         if not torch.jit.is_tracing():  # host-side shape checks; a traced graph keeps N, T, H, W dynamic
             self._check_input(x)
-        return self._descriptor(self._pool(x, _descriptor_dtype(x.dtype)), self._params())
+        # Eq. 10/12 and the Table 2 cascades on the pooled descriptors
+        return descriptor_forward(self.plan, self._pool(x, _descriptor_dtype(x.dtype)), self._params())[0]
 
     def _params(self) -> list[Tensor]:
         """[w0, b0, w1, b1, ...] in stage order (the tensors the descriptor is differentiated by)."""
-        return [p for stage in self.stages for p in (stage.weight, stage.bias)]
-
-    def _descriptor(self, pools: dict[str, Tensor], params: list[Tensor]) -> Tensor:
-        """Eq. 10/12 and the Table 2 cascades on pooled descriptors; ``params`` as :meth:`_params`."""
-        return descriptor_forward(self.plan, pools, params)[0]
+        return [p for cgd_stage in self.stages for p in (cgd_stage.weight, cgd_stage.bias)]
 
     def _scale_rows(self, y: Tensor, x_shape: torch.Size, dtype: torch.dtype) -> Tensor:
         """Descriptor y (N, T', D) -> ``1 + y`` as (N, C, T or 1) in ``dtype``."""
