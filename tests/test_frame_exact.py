@@ -174,3 +174,43 @@ def test_decode_time_scaling_keeps_the_frames(fixtures, backend, name):
         assert err < 6 and err < min(neighbours) / 2, f"{backend} {name} frame {i}: {err:.1f} vs {neighbours}"
     # a source at or below short_side is not touched
     assert torch.equal(open_video(path, backend, short_side=48).get([3]), open_video(path, backend).get([3]))
+
+
+ITER_SETS = {
+    "sparse": [3, 7, 11, 20, 29, 35],  # several GOPs (keyframe every 12): the indexed pass jumps ahead
+    "dense_then_gap": list(range(0, 10)) + [36, 37, 38, 39],
+    "one_per_gop": [1, 13, 25, 37],
+    "all": list(range(N)),
+}
+
+
+@pytest.mark.parametrize("keep_limit", [None, 0], ids=["packets_kept", "file_too_big_to_keep"])
+@pytest.mark.parametrize("name", [f[0] for f in FIXTURES])
+def test_pyav_iter_frames_is_exact(fixtures, name, keep_limit, monkeypatch):
+    """``iter_frames`` (one decoder pass for many reads, ``--timeline``) yields each wanted frame once, in
+    order, equal to the sequential decode; on indexed containers without falling back to sequential."""
+    if keep_limit is not None:
+        monkeypatch.setattr(pyav_reader, "KEEP_PACKETS_MAX_BYTES", keep_limit)
+    path, ref = fixtures[name]
+    for label, wanted in ITER_SETS.items():
+        clear_scan_cache()
+        got = list(open_video(path, "pyav").iter_frames(wanted))
+        assert [i for i, _ in got] == wanted, f"{name} {label}"
+        _assert_frames(torch.from_numpy(np.stack([f for _, f in got])), ref, wanted, f"iter {name} {label}")
+        if expected_reader(name) == "decord":  # indexed: the jump + skip pass delivers everything itself
+            indexed = [i for i, _ in open_video(path, "pyav")._iter_indexed(np.asarray(wanted))]
+            assert indexed == wanted, f"{name} {label}: the indexed pass fell back to sequential decoding"
+
+
+@pytest.mark.parametrize("name", ["xvid_bframes.avi", "h264_bframes.mp4"])
+def test_pyav_iter_frames_past_the_end_reports_the_true_count(fixtures, name):
+    path, ref = fixtures[name]
+    reader = open_video(path, "pyav")
+    reader.num_frames = N + 5  # a header that over-counts: the pass finds the truth
+    got = []
+    with pytest.raises(pyav_reader.FrameCountMismatch) as err:
+        for item in reader.iter_frames([5, 30, N + 2]):
+            got.append(item)
+    assert err.value.num_frames == N and reader.num_frames == N
+    assert [i for i, _ in got] == [5, 30]
+    _assert_frames(torch.from_numpy(np.stack([f for _, f in got])), ref, [5, 30], f"{name} before the end")

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -227,6 +227,99 @@ class PyAVReader:
             pass  # the sequential path decodes what really exists and reports it
         logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
         return None
+
+    def iter_frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """The frames ``wanted`` as ``(index, uint8 (H, W, 3))`` in increasing index order, from one decoder
+        pass: the frames of many reads (the windows of ``--timeline``) decoded once, where one :meth:`get`
+        per read would decode each read's frames from its keyframe, and from the start of the file on
+        containers without a pts index (quadratic in the number of reads).
+
+        Indexed containers: the decoder jumps (seek, or its place in this reader's own packets) to the
+        keyframe of the next wanted frame when that keyframe lies past every packet fed so far, and skips
+        unwanted non-reference frames, as :meth:`get` does; if a wanted frame does not come out, the rest
+        are decoded sequentially. Others: sequential decoding, frames counted in output order. Raises
+        :class:`FrameCountMismatch` when the stream ends before a wanted frame (``num_frames`` corrected),
+        :class:`VideoDecodeError` when decoding fails.
+        """
+        wanted = np.unique(np.asarray(wanted, dtype=np.int64).reshape(-1))
+        if wanted.size == 0:
+            return
+        if wanted[0] < 0:
+            raise ValueError(f"{self.path}: negative frame index {int(wanted[0])}")
+        done = 0
+        if self._index is not None and wanted[-1] < len(self._index[0]):
+            for item in self._iter_indexed(wanted):
+                done += 1
+                yield item
+        if done < len(wanted):
+            yield from self._iter_sequential(wanted[done:])
+
+    def _iter_indexed(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`iter_frames` on the pts index; stops early (without raising) if a wanted frame is missed."""
+        import av
+
+        pts, keys = self._index
+        want = {int(pts[i]): int(i) for i in wanted.tolist()}
+        starts = np.searchsorted(keys, pts[wanted], side="right") - 1
+        if starts.min() < 0:
+            return
+        key_of = keys[starts]  # the keyframe each wanted frame is decoded from
+        pending: dict[int, np.ndarray] = {}  # wanted frames that came out before the one due next
+        pos, fed_key, source = 0, None, None
+        try:
+            with self._decoding() as (container, stream, packets):
+                ctx = stream.codec_context
+                while pos < len(wanted):
+                    if fed_key is None or key_of[pos] > fed_key:  # the next wanted frame's GOP is ahead: jump
+                        source = self._jump(container, stream, packets, int(key_of[pos]), flush=fed_key is not None)
+                        fed_key = int(key_of[pos])
+                    packet = next(source, None)
+                    if packet is None:
+                        return
+                    if packet.is_keyframe and packet.pts is not None:
+                        fed_key = max(fed_key, int(packet.pts))
+                    ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
+                    for frame in packet.decode():
+                        i = want.get(frame.pts)
+                        if i is not None and i >= wanted[pos] and i not in pending:
+                            pending[i] = self._rgb(frame)
+                    while pos < len(wanted) and int(wanted[pos]) in pending:
+                        yield int(wanted[pos]), pending.pop(int(wanted[pos]))
+                        pos += 1
+        except av.error.FFmpegError:
+            return  # the sequential path decodes what really exists and reports it
+
+    @staticmethod
+    def _jump(container, stream, packets, key_pts: int, flush: bool):
+        """Packets from the keyframe ``key_pts`` on: from this reader's kept packets when they hold it,
+        else through a seek (which flushes the decoder; a jump inside the kept packets flushes it here)."""
+        if packets is not None:
+            first = next((i for i, p in enumerate(packets) if p.is_keyframe and p.pts == key_pts), None)
+            if first is not None:
+                if flush:
+                    stream.codec_context.flush_buffers()
+                return iter(packets[first:])
+        container.seek(key_pts, stream=stream, backward=True, any_frame=False)
+        return container.demux(stream)
+
+    def _iter_sequential(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`iter_frames` by counting decoded frames from the start of the stream."""
+        import av
+
+        pos, decoded = 0, 0
+        try:
+            with self._decoding() as (container, stream, packets):
+                for frame in container.decode(stream) if packets is None else _decode(packets):
+                    if decoded == wanted[pos]:
+                        yield decoded, self._rgb(frame)
+                        pos += 1
+                        if pos == len(wanted):
+                            return
+                    decoded += 1
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(self.path, f"PyAV: decoding failed after {decoded} frames: {exc}") from exc
+        self.num_frames = decoded
+        raise FrameCountMismatch(self.path, decoded, int(wanted[-1]))
 
     def _rgb(self, frame) -> np.ndarray:
         if self._reformatter is None:
