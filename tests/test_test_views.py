@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from cgd_video.data.decoding import PyAVReader
-from cgd_video.data.test_views import MultiViewTestDataset, clip_indices, collate_views, timeline_windows
+from cgd_video.data.test_views import MultiViewTestDataset, clip_indices, collate_views
+from cgd_video.data.timeline import timeline_windows
 
 from test_datasets import KW, _records, _with_bad  # the same tiny records as the training dataset tests
 
@@ -27,7 +28,7 @@ def test_decode_once_equals_per_view_decoding(synthetic_dataset, monkeypatch):
     original = PyAVReader.get
     monkeypatch.setattr(PyAVReader, "get", lambda self, idx: calls.append(len(idx)) or original(self, idx))
     item = ds[1]
-    assert calls == [len(np.unique(ds._clip_indices(24, 1)))]  # one decode call for all 9 views
+    assert calls == [len(np.unique(ds.clip_indices(24, 1)))]  # one decode call for all 9 views
     assert item["ok"] and item["error"] == "" and item["label"] == records[1].label and item["index"] == 1
     assert item["views"].shape == (9, 3, 4, 40, 40)
     calls.clear()
@@ -52,7 +53,7 @@ def test_uint8_views_normalised_by_the_consumer_equal_the_float_path(synthetic_d
     got = T.normalize_views(views, ds.mean, ds.std, device="cpu")
     path = ds.path(0)
     old = []
-    for clip in ds._clip_indices(open_video(path).num_frames, 0):
+    for clip in ds.clip_indices(open_video(path).num_frames, 0):
         x = T.test_frames(open_video(path).get(clip), ds.test_scale, ds.test_crop)
         for box in sampling.test_crop_boxes(x.shape[-2], x.shape[-1], ds.test_crop, ds.num_crops):
             old.append(T.normalize(T.crop(x, box), mean, std))

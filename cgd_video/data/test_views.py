@@ -5,7 +5,8 @@ square crops of the resized frames: ``num_clips * num_crops`` uint8 views ``(3, 
 order (clip0 crop0, clip0 crop1, ...). Every consumer takes its views from here:
 
 * :class:`MultiViewTestDataset` -- ``tools/test.py``, training validation, ``tools/infer.py`` and the
-  ``Predictor`` (whole videos, and the windows of ``--timeline``: :func:`timeline_windows`);
+  ``Predictor`` (whole videos, and the windows of ``--timeline``:
+  :mod:`cgd_video.data.timeline` tiles them and decodes the video once for all of them);
 * :meth:`MultiViewTestDataset.views_per_view` -- the same views with the video decoded again for every
   view (the PySlowFast way), the reference for the tests and ``benchmarks/bench_data.py``.
 
@@ -36,7 +37,6 @@ __all__ = [
     "clip_indices",
     "collate_views",
     "read_views",
-    "timeline_windows",
     "video_fps",
     "views_from_frames",
 ]
@@ -93,19 +93,6 @@ def read_views(reader: VideoReader, indices: Callable[[int], np.ndarray], test_s
 
     frames = read_clip(reader, union)
     return views_from_frames(frames, clips[0], test_scale, test_crop, num_crops)
-
-
-def timeline_windows(total_frames: int, fps: float, seconds: float) -> List[Window]:
-    """Consecutive windows of ``seconds`` (at ``fps``) tiling a video from frame 0; when frames are left
-    over, a last window ends at the last frame (overlapping the one before). A video shorter than one
-    window gives one window: the whole video."""
-    if seconds <= 0:
-        raise ValueError(f"timeline window must be > 0 seconds, got {seconds}")
-    win = max(1, int(round(seconds * fps)))
-    starts = list(range(0, max(total_frames - win, 0) + 1, win))
-    if starts[-1] + win < total_frames:
-        starts.append(max(total_frames - win, 0))
-    return [(s, min(win, total_frames - s)) for s in starts]
 
 
 def video_fps(reader: VideoReader) -> float:
@@ -179,19 +166,20 @@ class MultiViewTestDataset(_VideoListDataset):
         """``(3, T, S, S)`` of one view."""
         return (3, self.num_frames, self.test_crop, self.test_crop)
 
-    def _clip_indices(self, n: int, index: int) -> np.ndarray:
-        return clip_indices(n, self.num_frames, self.sampling_rate, self.num_clips, self.windows[index])
+    def clip_indices(self, video_frames: int, index: int) -> np.ndarray:
+        """``(num_clips, num_frames)`` frame indices of item ``index``'s clips in a video of ``video_frames``."""
+        return clip_indices(video_frames, self.num_frames, self.sampling_rate, self.num_clips, self.windows[index])
 
     def views(self, index: int) -> torch.Tensor:
         """The uint8 views of item ``index``; raises ``VideoDecodeError`` when the video cannot be read."""
         reader = open_video(self.path(index), self.backend)
-        return read_views(reader, lambda n: self._clip_indices(n, index), self.test_scale, self.test_crop,
+        return read_views(reader, lambda n: self.clip_indices(n, index), self.test_scale, self.test_crop,
                           self.num_crops)
 
     def views_per_view(self, index: int) -> torch.Tensor:
         """Reference: the same views, with the video reopened and decoded for every view (PySlowFast)."""
         path = self.path(index)
-        clips = self._clip_indices(open_video(path, self.backend).num_frames, index)
+        clips = self.clip_indices(open_video(path, self.backend).num_frames, index)
         out = torch.empty((self.num_views, *self.view_shape), dtype=torch.uint8)
         for c, clip in enumerate(clips):
             for k in range(self.num_crops):
@@ -200,12 +188,17 @@ class MultiViewTestDataset(_VideoListDataset):
                 out[c * self.num_crops + k].copy_(view)
         return out
 
+    def item(self, index: int, views: torch.Tensor, error: str = "") -> Dict[str, Any]:
+        """The item of ``index`` with these views (ok), or zero views and the reason (``error`` given)."""
+        listed, label = self.items[index]
+        if error:
+            views = torch.zeros((self.num_views, *self.view_shape), dtype=torch.uint8)
+        return {"views": views, "label": label, "index": int(index), "ok": not error, "error": error, "path": listed}
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        path, (listed, label) = self.path(index), self.items[index]
         try:
-            views, ok, error = self.views(index), True, ""
+            return self.item(index, self.views(index))
         except DECODE_ERRORS as exc:  # recorded in the sample, counted by the evaluator
             reason = decode_reason(exc)
-            logger.warning("test video %s cannot be decoded: %s", path, reason)
-            views, ok, error = torch.zeros((self.num_views, *self.view_shape), dtype=torch.uint8), False, reason
-        return {"views": views, "label": label, "index": int(index), "ok": ok, "error": error, "path": listed}
+            logger.warning("test video %s cannot be decoded: %s", self.path(index), reason)
+            return self.item(index, None, reason)

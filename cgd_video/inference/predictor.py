@@ -31,7 +31,8 @@ from torch import nn
 
 from cgd_video.data.decoding import DEFAULT_BACKEND, VideoDecodeError, open_video
 from cgd_video.data.lists import VideoRecord
-from cgd_video.data.test_views import MultiViewTestDataset, Window, timeline_windows, video_fps
+from cgd_video.data.test_views import MultiViewTestDataset, Window, video_fps
+from cgd_video.data.timeline import TimelineViews, timeline_windows
 from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cgd_video.engine.evaluator import VideoScore, score_videos, video_scores
 from cgd_video.runtime import amp_dtype, resolve_device
@@ -218,7 +219,8 @@ class Predictor:
 
         Each window is scored like a short video, through the same dataset and scoring code: its
         ``num_clips`` clips evenly spread over the window's frames x ``num_crops`` crops, softmax
-        averaged. Windows tile the video from frame 0 (:func:`cgd_video.data.test_views.timeline_windows`);
+        averaged. Windows tile the video from frame 0 (:func:`cgd_video.data.timeline.timeline_windows`),
+        and the video is decoded once for all of them (:class:`~cgd_video.data.timeline.TimelineViews`);
         a video shorter than one window gives one window, scored exactly like :meth:`predict`. Times use
         the container's fps (25 when it reports none). Raises ``VideoDecodeError`` when a window cannot
         be read. Returns ``[{"start": s, "end": s, "top1_label", "top1_score", "labels", "scores"}, ...]``.
@@ -227,7 +229,7 @@ class Predictor:
         fps = video_fps(reader)
         windows = timeline_windows(int(reader.num_frames), fps, seconds)
         out: List[Dict[str, Any]] = []
-        for v in self._scores(self.dataset([path] * len(windows), windows), num_workers=0):
+        for v in self._scores(TimelineViews(self.dataset([path] * len(windows), windows)), num_workers=0):
             if not v.ok:
                 raise VideoDecodeError(path, v.error)
             start, length = windows[v.index]
