@@ -29,6 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py --quick --json outputs/bench/model_quick.json
 	$(PY) benchmarks/bench_data.py --quick --json outputs/bench/data_quick.json
+	$(PY) benchmarks/bench_timeline.py --quick --json outputs/bench/timeline_quick.json
 	$(PY) benchmarks/bench_temporal.py --quick --json outputs/bench/temporal_quick.json
 
 # The GPU machine's python3 (3.12) has torch, torchvision, triton, pytest, pyyaml, tqdm, matplotlib but not

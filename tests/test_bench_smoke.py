@@ -73,3 +73,17 @@ def test_bench_data_item_ratio_summary_is_over_paired_items():
     assert s == {"median": 2.0, "p25": 2.0, "p75": 2.0, "items": 5}
     s = bench_data.ratio_summary([2.0, 3.0, 4.0, 6.0], [1.0, 1.0, 1.0, 1.0])
     assert s["median"] == 3.5 and s["p25"] == 2.75 and s["p75"] == 4.5 and s["items"] == 4
+
+
+def test_bench_timeline_quick_json_schema(tmp_path):
+    """benchmarks/bench_timeline.py --quick: both containers x both views, per-window vs one-pass items
+    asserted equal inside the run, ratios present (the timings themselves are not checked)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_timeline
+
+    out = tmp_path / "timeline.json"
+    result = bench_timeline.main(["--quick", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    keys = {f"timeline_one_pass_speedup_{s}_{v}" for s in bench_timeline.SETS for v in bench_timeline.VIEWS}
+    assert set(result["ratios"]) == keys and all(r > 0 for r in result["ratios"].values())
+    assert all(r["windows"] == 4 for r in result["results"].values())
