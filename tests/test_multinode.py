@@ -8,6 +8,8 @@ diff <= 1e-6) after
 - two simulated nodes (two torchrun agents, c10d rendezvous on 127.0.0.1) started by
   ``tools/slurm/train.sbatch`` under a fake ``srun``/``scontrol``, stopped by Slurm's USR1 warning,
   requeued, and resumed by the same script.
+One elastic run has no such oracle: two agents with ``--nnodes 1:2`` lose one node mid-epoch, and the other
+finishes the run on its own (resumed on 1 process, the world-size warning given).
 """
 
 from __future__ import annotations
@@ -349,3 +351,39 @@ def test_sbatch_on_two_simulated_nodes_requeues_on_usr1_and_resumes_exactly(
     assert "resumed from" in second.stderr
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"  # no second requeue
     _assert_same_weights_as(reference, out)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_elastic_run_loses_a_node_and_finishes_on_the_other(lists, synthetic_dataset, tmp_path):
+    """README "Elastic": two agents (``--nnodes 1:2``, c10d rendezvous on 127.0.0.1, one process each).
+    The second node is lost mid-epoch (its agent and trainer SIGKILLed). The first node's trainer fails on
+    its next collective, its agent restarts the group (``--max-restarts 1``), the rendezvous closes with
+    the one node left, and the run resumes from ``last.pt`` on 1 process and finishes both epochs, with
+    the warning that says it is no longer bit-identical."""
+    out = tmp_path / "out"
+    ckpt = out / "checkpoints" / "last.pt"
+    opts = _opts(lists, synthetic_dataset, out)
+    port = _free_port()
+    launcher = ["--nnodes", "1:2", "--nproc_per_node", "1", "--max-restarts", "1", "--rdzv_backend", "c10d",
+                "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "node_loss",
+                "--rdzv_conf", "join_timeout=60,last_call_timeout=2,keep_alive_interval=1,keep_alive_max_attempt=2"]
+    first = _torchrun(opts, *launcher, slow=True)
+    deadline = time.time() + 60
+    while not _listening(port):  # the first agent hosts the rendezvous store: it must be the one that stays
+        assert first.poll() is None and time.time() < deadline, "the first agent did not start its store"
+        time.sleep(0.1)
+    second = _torchrun(opts, *launcher, slow=True)
+    lost_at = _wait_for_checkpoint([first, second], ckpt, at_least=1)
+    _kill_tree(second.pid)  # node 2 is gone: agent and trainer at once
+    _finish(second)
+    assert lost_at < 4, f"the node must be lost inside epoch 1 (checkpoint at iteration {lost_at})"
+    run = _finish(first)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "2 processes" in run.stderr and "resumed from" in run.stderr
+    assert "resuming with 1 processes instead of 2" in run.stderr
+    final = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert final["world_size"] == 1 and final["iteration"] == 2 * final["steps_per_epoch"] == 16
