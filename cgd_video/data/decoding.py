@@ -22,6 +22,7 @@ Backends (``docs/BENCHMARKS.md`` §4b: on h264 the PyAV reader gives 1.17x decor
   decoding). Indexed containers: seek + skip what the clip does not need; others: sequential decoding up
   to the largest requested index (:class:`PyAVReader`). If the stream ends before a requested frame (the
   count was wrong) it raises :class:`FrameCountMismatch` with the true count; :func:`read_clip` resamples.
+  ``PyAVReader.iter_frames(indices)`` yields the frames of many reads from one decoder pass (``--timeline``).
   ``"frames"``: a folder of pre-extracted images (``img_00001.jpg``, ... sorted by name). A directory is
   read as a frame folder whatever ``backend`` says.
 
