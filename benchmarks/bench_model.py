@@ -17,6 +17,9 @@ per-pair ratios (>= 10 pairs), lower = faster for us:
 * ``{cgd_shared,cgd_concat,nl,cgnl}_overhead_{train,forward}``: the Non-local paper's 32-frame C2D-R50
   (our default layout) with one addition against the same network without it; ``train`` is one
   forward + backward (cross-entropy, gradients set to None between steps, no optimizer step).
+  On request (``--models``), two floors for CGD's place: ``floor_identity`` (each CGD replaced by an
+  autograd Function computing ``x * 1`` both ways) and ``floor_mean_scale`` (a scale from one spatial
+  mean, then the multiply): what a module there costs before any descriptor work.
 
 Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
 torch.compile (bf16 + channels_last); on request ``compile_fp32`` / ``compile_channels_last``
@@ -73,6 +76,9 @@ OVERHEAD_MODELS: dict[str, tuple[str, dict]] = {
     "cgd_mean": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "mean"}}),  # Table 3's row
     "nl": ("c2d_r50_nl", {}),
     "cgnl": ("c2d_r50_cgnl", {}),
+    # Floors, on request: the CGD network with every CGD module replaced by a stand-in (below)
+    "floor_identity": ("c2d_r50_cgd", {}),
+    "floor_mean_scale": ("c2d_r50_cgd", {}),
 }
 
 DEFAULT_MODELS = ("c2d", "cgd_shared", "cgd_concat", "nl", "cgnl")  # cgd_mean on request (--models)
@@ -102,8 +108,54 @@ def build_pytorchvideo_c2d(num_frames: int, size: int) -> nn.Module:
                    head_pool_kernel_size=(num_frames // 2, size // 32, size // 32))
 
 
-def build_ours(name: str, overrides: dict, num_frames: int, layout: str) -> nn.Module:
-    return create_model(name, num_classes=NUM_CLASSES, num_frames=num_frames, layout=layout, **overrides)
+class _Identity(torch.autograd.Function):
+    """``x * 1`` both ways: one more tensor between conv1 and its BN, what any module placed there costs."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1.0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 1.0
+
+
+class _MeanScale(torch.autograd.Function):
+    """A per-(sample, channel, frame) scale from one spatial mean (fixed at 1): a CGD without a descriptor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = 1.0 + 0.0 * x.mean((3, 4), keepdim=True)
+        ctx.save_for_backward(s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_tensors
+        return grad * s
+
+
+class _Floor(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+FLOORS = {"floor_identity": _Identity, "floor_mean_scale": _MeanScale}
+
+
+def build_ours(name: str, overrides: dict, num_frames: int, layout: str, key: str = "") -> nn.Module:
+    """Our model; a ``FLOORS`` key swaps each block's CGD for that stand-in (how low CGD's cost can go
+    for a module in that place, implemented as one autograd Function: the lower bound of issue 14's CPU
+    targets for this design)."""
+    model = create_model(name, num_classes=NUM_CLASSES, num_frames=num_frames, layout=layout, **overrides)
+    for block in model.modules() if key in FLOORS else ():
+        if getattr(block, "attn", None) is not None:
+            block.attn = _Floor(FLOORS[key])
+    return model
 
 
 def build_case(group: str, key: str, args) -> tuple[nn.Module, torch.Tensor]:
@@ -115,7 +167,8 @@ def build_case(group: str, key: str, args) -> tuple[nn.Module, torch.Tensor]:
         ours = build_ours("c2d_r50", {}, args.ptv_frames, "pytorchvideo8")
         return (ours.fuse_for_inference() if key == "ours_pytorchvideo8_fused" else ours), x
     name, kw = OVERHEAD_MODELS[key]
-    return build_ours(name, kw, args.frames, "nonlocal32"), torch.randn(args.batch, 3, args.frames, args.size, args.size)
+    x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
+    return build_ours(name, kw, args.frames, "nonlocal32", key), x
 
 
 def group_cases(args) -> dict[str, tuple[list[str], list[str]]]:

@@ -52,6 +52,30 @@ def test_bench_model_no_memory_skips_the_rss_child(tmp_path):
     assert {"compile_fp32", "compile_channels_last"} <= set(bench_model.VARIANTS)
 
 
+def test_bench_model_floors_replace_every_cgd_and_keep_the_gradient():
+    """The floor models (``--models floor_identity,floor_mean_scale``) are the CGD network with each CGD
+    module swapped for a stand-in that leaves the features unchanged: same logits as C2D-R50 with the
+    same weights, and the input gradient flows."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_model
+    from cgd_video.models.cgd import CGD
+
+    torch.manual_seed(0)
+    c2d = bench_model.build_ours("c2d_r50", {}, 8, "nonlocal32").eval()
+    x = torch.randn(1, 3, 8, 32, 32, requires_grad=True)
+    for key in bench_model.FLOORS:
+        floor = bench_model.build_ours(*bench_model.OVERHEAD_MODELS[key], 8, "nonlocal32", key).eval()
+        assert not any(isinstance(m, CGD) for m in floor.modules())
+        assert sum(isinstance(m, bench_model._Floor) for m in floor.modules()) == 16
+        floor.load_state_dict(c2d.state_dict(), strict=False)
+        out = floor(x)
+        assert torch.allclose(out, c2d(x), atol=1e-5), key
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        assert grad.abs().sum() > 0
+
+
 def test_bench_model_rejects_unknown_variant(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_model
