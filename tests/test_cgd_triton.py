@@ -17,7 +17,7 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from cgd_video.models import cgd_triton  # noqa: E402
+from cgd_video.models import cgd_native, cgd_triton  # noqa: E402
 from cgd_video.models.cgd import CGD  # noqa: E402
 
 LAYOUTS = ["contiguous", "channels_last_3d", "frames_channels_last"]
@@ -123,6 +123,7 @@ def test_backward_kernels_interpreted(interpreted, layout, dtype):
 @pytest.mark.parametrize("variant,temporal", [("v10", "shared"), ("v1", "concat")])
 def test_module_on_triton_path_matches_autograd(interpreted, monkeypatch, layout, variant, temporal):
     calls = []
+    monkeypatch.setattr(cgd_native, "applies", lambda x, params: False)  # CUDA tensors never take the CPU op
     for name in ("pool_stats", "backward_rows", "backward_apply"):
         fn = getattr(cgd_triton, name)
         monkeypatch.setattr(cgd_triton, name, lambda *a, _fn=fn, _n=name, **k: (calls.append(_n), _fn(*a, **k))[1])

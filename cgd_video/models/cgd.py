@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cgd_video.models import cgd_native
 from cgd_video.models.cgd_descriptor import DescriptorPlan, descriptor_forward, stage
 from cgd_video.models.cgd_kernels import CGDFunction, frame_pools, positive_scale, temporal_mean_rows
 
@@ -160,6 +161,7 @@ class CGD(nn.Module):
         self.plan = DescriptorPlan(g_keys, f_keys, tuple(sorted(k for k in keys if k.startswith("s"))),
                                    sum_first_level=temporal == "shared")
         self.stages = nn.ModuleList(CGDStage(self.dim) for _ in range(3 if self.cascaded else 1))
+        self._native = cgd_native.serves(variant, temporal)  # v10 shared/mean: the C++ op on the CPU
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str | None = None) -> None:
@@ -241,6 +243,8 @@ class CGD(nn.Module):
             and _eager(x)
         ):
             self._check_input(x)
+            if self._native and cgd_native.applies(x, params):  # v10 shared/mean on CPU: the module in C++
+                return cgd_native.cgd_v10(x, params, self.temporal == "mean")
             return CGDFunction.apply(x, self, *params)  # one autograd node (cgd_kernels.py)
         return x * self.scale(x)
 

@@ -1,0 +1,98 @@
+"""CGD v10 as one native CPU op (``csrc/cgd_cpu.cpp``), built on first use; the eager Function otherwise.
+
+On the CPU a training-mode CGD module costs mostly host time and passes over X: the descriptor's ~80
+small ops per module (4-10 µs each) and separate passes for the mean, the max, the rescale and the
+backward's reductions (``docs/BENCHMARKS.md`` §6b-6h). The C++ op does the whole module (Eq. 10-12 and
+the v10 cascade of Table 2, forward and backward) in one pass over X each way plus the rescale and
+gradient writes, with the same saved tensors as :class:`~cgd_video.models.cgd_kernels.CGDFunction`.
+
+It serves variant ``v10`` with temporal mode ``shared`` (Eq. 12) or ``mean`` (the configs' Table 3 row),
+float32/float64 CPU clips whose (N, C, T, H, W) view has contiguous H*W rows or innermost channels,
+in eager mode. Everything else (other variants and modes, CUDA, autocast dtypes, tracing and
+``torch.compile``) takes ``CGDFunction``, which is also the reference the op is tested against
+(``tests/test_cgd_native.py``).
+
+Building: ``torch.utils.cpp_extension.load`` compiles the source once per machine and torch version
+(about 40 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``;
+``make venv`` builds it). It needs a C++ compiler and ninja. When either is missing or the build fails,
+CGD logs one warning and keeps the eager path. ``CGD_VIDEO_NATIVE=0`` turns the op off.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["SOURCE", "applies", "cgd_v10", "load", "serves"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "cgd_cpu.cpp"
+_DTYPES = (torch.float32, torch.float64)
+_LOCK = threading.Lock()
+_STATE: dict = {}  # "module": the loaded extension, or None once loading failed or is switched off
+
+
+def load():
+    """The compiled extension (built on first call, then cached), or ``None`` (off, or the build failed)."""
+    if "module" in _STATE:
+        return _STATE["module"]
+    with _LOCK:
+        if "module" not in _STATE:
+            _STATE["module"] = _build()
+    return _STATE["module"]
+
+
+def _build():
+    if os.environ.get("CGD_VIDEO_NATIVE", "1") == "0":
+        return None
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)  # its import warns that a CPU-only machine has no CUDA runtime
+    try:
+        from torch.utils.cpp_extension import load as load_extension
+
+        return load_extension("cgd_video_cgd_cpu", [str(SOURCE)], extra_cflags=["-O3"], verbose=False)
+    except Exception as exc:  # no compiler or ninja, a failed build: the eager path still works
+        logger.warning("CGD: the native CPU op could not be built (%s: %s); using the eager path "
+                       "(docs/BENCHMARKS.md §6h)", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return None
+    finally:
+        cpp_logger.setLevel(level)
+
+
+def _clip_layout_ok(x: Tensor) -> bool:
+    """(N, C, T, H, W) with each H*W row contiguous, or channels innermost (what the C++ op walks)."""
+    n, c, t, h, w = x.shape
+    sn, sc, st, sh, sw = x.stride()
+    rows = (w == 1 or sw == 1) and (h == 1 or sh == w)
+    channels_inner = (c == 1 or sc == 1) and (w == 1 or sw == c) and (h == 1 or sh == w * c)
+    return rows or channels_inner
+
+
+def serves(variant: str, temporal: str) -> bool:
+    """Whether a CGD module of this variant and temporal mode can ever take the native op."""
+    return variant == "v10" and temporal in ("shared", "mean")
+
+
+def applies(x: Tensor, params: Sequence[Tensor]) -> bool:
+    """Whether a training forward of a module that :func:`serves` can take the native op on ``x`` now."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in _DTYPES
+        and all(p.dtype == x.dtype for p in params)
+        and not torch.is_autocast_enabled("cpu")
+        and _clip_layout_ok(x)
+        and load() is not None
+    )
+
+
+def cgd_v10(x: Tensor, params: Sequence[Tensor], mean: bool) -> Tensor:
+    """``x * s(x)`` of a v10 module (``mean``: temporal mode ``mean``, else ``shared``) as one autograd node;
+    ``params`` are its ``[w0, b0, w1, b1, wf, bf]``."""
+    return load().cgd_v10(x, *params, mean)
