@@ -61,7 +61,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from cgd_video.models import create_model  # noqa: E402
+from cgd_video.models import cgd_native, create_model  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
 
 NUM_CLASSES = 400
@@ -386,7 +386,8 @@ def _overhead_group(args, variant: str, device: torch.device, out: dict, record)
 
 def render(result: dict) -> str:
     lines = [f"device: {result['device_name']}  torch {result['torch']}  threads {result['threads']}  "
-             f"load avg before/after {result['load_average_before']} / {result['load_average_after']}",
+             f"load avg before/after {result['load_average_before']} / {result['load_average_after']}  "
+             f"CGD native CPU op: {'yes' if result.get('cgd_native_cpu_op') else 'no'}",
              f"inputs: overhead group {result['inputs']['overhead']}, pytorchvideo pair {result['inputs']['pytorchvideo']}; "
              f"{result['pairs']} interleaved pairs after {result['warmup']} warm-up calls; memory: {result['memory_method']}"]
     for variant, v in result["variants"].items():
@@ -464,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        # which path CGD's CPU training step takes: the native op (cgd_native.py) or the eager Function
+        "cgd_native_cpu_op": device.type == "cpu" and cgd_native.load() is not None,
         "quick": args.quick,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "inputs": {"overhead": [args.batch, 3, args.frames, args.size, args.size],
