@@ -18,9 +18,6 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,export]'
-	# CGD's native CPU op, compiled once here (about 40 s) instead of inside the first training step;
-	# without a compiler it warns and CGD keeps its eager path
-	$(PY) -c "from cgd_video.models import cgd_native; print('native CGD CPU op:', 'built' if cgd_native.load() else 'not available (eager path)')"
 	touch $(STAMP)
 
 test: $(STAMP)

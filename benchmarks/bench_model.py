@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         # which path CGD's CPU training step takes: the native op (cgd_native.py) or the eager Function
-        "cgd_native_cpu_op": device.type == "cpu" and cgd_native.load() is not None,
+        "cgd_native_cpu_op": device.type == "cpu" and cgd_native.enabled() and cgd_native.load() is not None,
         "quick": args.quick,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "inputs": {"overhead": [args.batch, 3, args.frames, args.size, args.size],

@@ -354,7 +354,7 @@ def test_spatial_state_dict_has_each_parameter_once():
 def test_fused_backward_matches_autograd(path, layout, variant, temporal):
     """The hand-written backward (descriptor included; one pass for grad_x, max scatter) equals plain autograd of
     x * scale(x), every temporal mode, single stages and cascades: ``CGDFunction`` itself, and the module's own
-    training path (the native op of cgd_native.py for v10 shared/mean when it is built, else the Function)."""
+    training path (the native op of cgd_native.py for v10 shared/mean when CGD_VIDEO_NATIVE=1, else the Function)."""
     torch.manual_seed(7)
     m = _randomised(CGD(6, variant=variant, temporal=temporal, num_frames=3), seed=2)
     n, t = 2, 3
@@ -459,7 +459,7 @@ def test_channels_last_output_and_grads_match_contiguous(variant, temporal, layo
 @pytest.mark.parametrize("path", ["function", "module"])
 def test_fused_backward_saves_the_output_not_the_input(path):
     """Only the output (which the following BN saves anyway) is kept for the backward, beside (N, C, T)-sized
-    pools and scales: no copy of X. ``module``: the native op for v10 shared where it is built."""
+    pools and scales: no copy of X. ``module``: the native op for v10 shared when it is enabled."""
     m = _randomised(CGD(8, variant="v10", temporal="shared"))
     x = torch.randn(2, 8, 3, 5, 4, requires_grad=True)
     saved = []

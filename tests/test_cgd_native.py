@@ -1,4 +1,4 @@
-"""The native CPU op for CGD v10 (models/csrc/cgd_cpu.cpp, loaded by models/cgd_native.py) against the eager
+"""The opt-in native CPU op for CGD v10 (models/csrc/cgd_cpu.cpp, loaded by models/cgd_native.py) against the eager
 ``CGDFunction`` it replaces (itself tested against autograd and a float64 gradcheck in test_cgd.py):
 outputs and every gradient, temporal modes shared and mean, contiguous-row and channels-innermost clips,
 a gradient arriving in the other layout, float64 gradcheck; which modules take it; the fallbacks."""
@@ -71,7 +71,8 @@ def test_native_gradcheck_float64(temporal):
 
 
 @native
-def test_which_modules_take_the_native_op():
+def test_which_modules_take_the_native_op(monkeypatch):
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "1")
     x = _clip(1, 8, 2, 4, 4, torch.float32, channels_last=False)
     for temporal in ("shared", "mean"):
         assert "CGDv10" in _module(8, temporal)(x).grad_fn.name()
@@ -91,6 +92,7 @@ def test_without_the_op_cgd_takes_the_eager_function(monkeypatch, caplog):
     def fail(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "1")
     monkeypatch.setattr(cgd_native, "_STATE", {})
     monkeypatch.setattr(cpp, "load", fail)
     with caplog.at_level(logging.WARNING, logger="cgd_video.models.cgd_native"):
@@ -99,8 +101,8 @@ def test_without_the_op_cgd_takes_the_eager_function(monkeypatch, caplog):
     x = _clip(1, 8, 2, 4, 4, torch.float32, channels_last=False)
     assert _module(8, "shared")(x).grad_fn.name() == "CGDFunctionBackward"
     monkeypatch.setattr(cgd_native, "_STATE", {})
-    monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")
-    assert cgd_native.load() is None
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")  # the default: built or not, the module takes the Function
+    assert not cgd_native.enabled() and _module(8, "shared")(x).grad_fn.name() == "CGDFunctionBackward"
 
 
 @native

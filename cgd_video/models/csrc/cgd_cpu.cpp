@@ -261,28 +261,29 @@ void descriptor(int64_t N, int64_t C, int64_t T, const scalar_t* avg, const scal
       scalar_t* q = sa + (n * T + t) * C;
       scalar_t m = -std::numeric_limits<scalar_t>::infinity();
       for (int64_t c = 0; c < C; ++c) m = std::max(m, avg[(n * C + c) * T + t]);
-      scalar_t z = 0, d0 = 0, d1 = 0;
+      double z = 0, d0 = 0, d1 = 0;  // sums over C in double: the descriptor is tiny, its rounding is not
       for (int64_t c = 0; c < C; ++c) {
         scalar_t a = avg[(n * C + c) * T + t];
         q[c] = std::exp(a - m); z += q[c];
-        d0 += a * w0[c]; d1 += mx[(n * C + c) * T + t] * w1[c];
+        d0 += double(a) * w0[c]; d1 += double(mx[(n * C + c) * T + t]) * w1[c];
       }
-      for (int64_t c = 0; c < C; ++c) q[c] /= z;
-      s1[n * T + t] = d0; s2[n * T + t] = d1;
+      for (int64_t c = 0; c < C; ++c) q[c] = static_cast<scalar_t>(q[c] / z);
+      s1[n * T + t] = static_cast<scalar_t>(d0); s2[n * T + t] = static_cast<scalar_t>(d1);
     }
-    scalar_t d3 = 0;
+    double d3 = 0;
     for (int64_t c = 0; c < C; ++c) {
-      scalar_t z1 = 0, z2 = 0;
+      double z1 = 0, z2 = 0;
       for (int64_t t = 0; t < T; ++t) {
-        scalar_t g = sa[(n * T + t) * C + c];
+        double g = sa[(n * T + t) * C + c];
         z1 += g * s1[n * T + t]; z2 += g * s2[n * T + t];
       }
-      y1[n * C + c] = std::tanh(z1 + b0[c]); y2[n * C + c] = std::tanh(z2 + b1[c]);
-      d3 += y2[n * C + c] * wf[c];
+      y1[n * C + c] = static_cast<scalar_t>(std::tanh(z1 + b0[c]));
+      y2[n * C + c] = static_cast<scalar_t>(std::tanh(z2 + b1[c]));
+      d3 += double(y2[n * C + c]) * wf[c];
     }
-    s3[n] = d3;
+    s3[n] = static_cast<scalar_t>(d3);
     for (int64_t c = 0; c < C; ++c) {
-      y[n * C + c] = std::tanh(bf[c] + y1[n * C + c] * d3);
+      y[n * C + c] = static_cast<scalar_t>(std::tanh(double(bf[c]) + double(y1[n * C + c]) * s3[n]));
       sc[n * C + c] = std::max(scalar_t(1) + y[n * C + c], scalar_t(S_MIN));
     }
   }
@@ -363,7 +364,7 @@ class CGDv10 : public torch::autograd::Function<CGDv10> {
       std::vector<scalar_t> dz(C), dz1(C), dz2(C), dsa(T * C), da(T * C), ds1(T), ds2(T);
       for (int64_t n = 0; n < N; ++n) {
         // d s = sum(g * x) = sum(g * out) / s; clamp's gradient; final stage
-        scalar_t ds3 = 0;
+        double ds3 = 0;
         for (int64_t c = 0; c < C; ++c) {
           scalar_t s = SC[n * C + c];
           scalar_t dy = s > scalar_t(S_MIN) ? dot[n * C + c] / s : scalar_t(0);
@@ -373,8 +374,8 @@ class CGDv10 : public torch::autograd::Function<CGDv10> {
           dBF[c] += dz[c];
         }
         for (int64_t c = 0; c < C; ++c) {
-          dWF[c] += ds3 * Y2[n * C + c];
-          scalar_t d_psi = dz[c] * S3[n], d_phi = ds3 * WF[c];
+          dWF[c] += static_cast<scalar_t>(ds3 * Y2[n * C + c]);
+          scalar_t d_psi = dz[c] * S3[n], d_phi = static_cast<scalar_t>(ds3 * WF[c]);
           scalar_t v1 = Y1[n * C + c], v2 = Y2[n * C + c];
           dz1[c] = d_psi * (1 - v1 * v1); dz2[c] = d_phi * (1 - v2 * v2);
           dB0[c] += dz1[c]; dB1[c] += dz2[c];
@@ -382,14 +383,15 @@ class CGDv10 : public torch::autograd::Function<CGDv10> {
         // first-level stages, summed over time (Eq. 12): g = softmax(a) for both, f = a (v3) and m (v6)
         for (int64_t t = 0; t < T; ++t) {
           const scalar_t* q = SA + (n * T + t) * C;
-          scalar_t e1 = 0, e2 = 0;
-          for (int64_t c = 0; c < C; ++c) { e1 += dz1[c] * q[c]; e2 += dz2[c] * q[c]; }
+          double e1d = 0, e2d = 0, dot_sa_d = 0;
+          for (int64_t c = 0; c < C; ++c) { e1d += double(dz1[c]) * q[c]; e2d += double(dz2[c]) * q[c]; }
+          const scalar_t e1 = static_cast<scalar_t>(e1d), e2 = static_cast<scalar_t>(e2d);
           ds1[t] = e1; ds2[t] = e2;
-          scalar_t dot_sa = 0;
           for (int64_t c = 0; c < C; ++c) {
             dsa[t * C + c] = dz1[c] * S1[n * T + t] + dz2[c] * S2[n * T + t];
-            dot_sa += dsa[t * C + c] * q[c];
+            dot_sa_d += double(dsa[t * C + c]) * q[c];
           }
+          const scalar_t dot_sa = static_cast<scalar_t>(dot_sa_d);
           for (int64_t c = 0; c < C; ++c) {
             int64_t r = (n * C + c) * T + t;
             dW0[c] += e1 * A[r]; dW1[c] += e2 * M[r];
