@@ -14,9 +14,8 @@ in eager mode. Everything else (other variants and modes, CUDA, autocast dtypes,
 
 Opt-in: ``CGD_VIDEO_NATIVE=1`` in the environment. Its math equals the eager path's (float64: the same
 gradients to 1e-15 after ten optimiser steps of C2D-R18 + CGD), but in float32 the two round differently,
-and in three seeds of ``make demo`` the native runs ended at top-1 0.917 / 0.667 / 0.958 against the eager
-runs' 1.000 / 0.917 / 1.000 (docs/BENCHMARKS.md §6h). Until a larger comparison says that is chance, the
-eager path stays the default.
+and in five seeds of ``make demo`` the native runs ended lower four times and never higher (mean top-1
+0.892 against 0.983; docs/BENCHMARKS.md §6h). Until that is explained, the eager path stays the default.
 
 Building: ``torch.utils.cpp_extension.load`` compiles the source once per machine and torch version
 (about 35 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
