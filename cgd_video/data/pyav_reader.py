@@ -168,65 +168,12 @@ class PyAVReader:
             container.close()
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
-        import av
-
+        """The frames ``indices`` (any order, repeats allowed) from one :meth:`iter_frames` pass."""
         wanted, inverse = unique_indices(self.path, indices, None)  # the decoded count is the truth here
-        frames = self._get_indexed(wanted)
-        if frames is not None:
-            return gather(frames, inverse)
-        last = int(wanted[-1])
         out = FrameStack(self.path, len(wanted))
-        decoded = 0
-        try:
-            with self._decoding() as (container, stream, packets):
-                for frame in container.decode(stream) if packets is None else _decode(packets):
-                    if decoded == wanted[out.count]:  # only kept frames are converted (and scaled) to RGB
-                        out.put(out.count, self._rgb(frame))
-                        if decoded == last:
-                            break
-                    decoded += 1
-        except av.error.FFmpegError as exc:
-            raise VideoDecodeError(self.path, f"PyAV: decoding failed after {decoded} frames: {exc}") from exc
-        if out.count < len(wanted):
-            self.num_frames = decoded
-            raise FrameCountMismatch(self.path, decoded, last)
+        for k, (_, frame) in enumerate(self.iter_frames(wanted)):
+            out.put(k, frame)
         return gather(out.frames, inverse)
-
-    def _get_indexed(self, wanted: np.ndarray) -> Optional[np.ndarray]:
-        """Seek + skip decoding (class doc); ``None`` when a wanted frame did not come out."""
-        import av
-
-        if self._index is None or wanted[-1] >= len(self._index[0]):
-            return None
-        pts, keys = self._index
-        want = {int(pts[i]): k for k, i in enumerate(wanted.tolist())}
-        start = np.searchsorted(keys, pts[wanted[0]], side="right") - 1
-        if start < 0:
-            return None
-        out = FrameStack(self.path, len(wanted))
-        try:
-            with self._decoding() as (container, stream, packets):
-                ctx = stream.codec_context
-                # the keyframe's packet in the demuxed list, where the seek would land; else seek
-                first = None if packets is None else next(
-                    (i for i, p in enumerate(packets) if p.is_keyframe and p.pts == keys[start]), None)
-                if first is None:
-                    container.seek(int(keys[start]), stream=stream, backward=True, any_frame=False)
-                    source = container.demux(stream)
-                else:
-                    source = packets[first:]
-                for packet in source:
-                    ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
-                    for frame in packet.decode():
-                        k = want.get(frame.pts)
-                        if k is not None and not out.has(k):  # only kept frames are converted to RGB
-                            out.put(k, self._rgb(frame))
-                    if out.count == len(wanted):
-                        return out.frames
-        except av.error.FFmpegError:
-            pass  # the sequential path decodes what really exists and reports it
-        logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
-        return None
 
     def iter_frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """The frames ``wanted`` as ``(index, uint8 (H, W, 3))`` in increasing index order, from one decoder
@@ -236,8 +183,8 @@ class PyAVReader:
 
         Indexed containers: the decoder jumps (seek, or its place in this reader's own packets) to the
         keyframe of the next wanted frame when that keyframe lies past every packet fed so far, and skips
-        unwanted non-reference frames, as :meth:`get` does; if a wanted frame does not come out, the rest
-        are decoded sequentially. Others: sequential decoding, frames counted in output order. Raises
+        unwanted non-reference frames (class doc); if a wanted frame does not come out, the rest are decoded
+        sequentially. Others: sequential decoding, frames counted in output order. Raises
         :class:`FrameCountMismatch` when the stream ends before a wanted frame (``num_frames`` corrected),
         :class:`VideoDecodeError` when decoding fails.
         """
@@ -252,6 +199,8 @@ class PyAVReader:
                 done += 1
                 yield item
         if done < len(wanted):
+            if self._index is not None:
+                logger.debug("%s: indexed read missed frames; decoding sequentially", self.path)
             yield from self._iter_sequential(wanted[done:])
 
     def _iter_indexed(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:

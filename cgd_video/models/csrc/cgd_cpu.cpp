@@ -413,12 +413,6 @@ Tensor cgd_v10(Tensor x, Tensor w0, Tensor b0, Tensor w1, Tensor b1, Tensor wf, 
   return CGDv10::apply(x, w0, b0, w1, b1, wf, bf, mean);
 }
 
-bool supported(const Tensor& x) {
-  Layout L;
-  return x.dim() == 5 && x.device().is_cpu() && layout_of(x, L);
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cgd_v10", &cgd_v10, "CGD v10, temporal shared (mean=False) or mean: x * s(x) with its backward (CPU)");
-  m.def("supported", &supported, "whether x's layout takes the native op");
 }
