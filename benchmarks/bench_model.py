@@ -19,7 +19,9 @@ per-pair ratios (>= 10 pairs), lower = faster for us:
   forward + backward (cross-entropy, gradients set to None between steps, no optimizer step).
   On request (``--models``), two floors for CGD's place: ``floor_identity`` (each CGD replaced by an
   autograd Function computing ``x * 1`` both ways) and ``floor_mean_scale`` (a scale from one spatial
-  mean, then the multiply): what a module there costs before any descriptor work.
+  mean, then the multiply): what a module there costs before any descriptor work. Also on request,
+  ``cgd_shared_eager``: ``cgd_shared`` held to the eager ``CGDFunction``, so that with ``CGD_VIDEO_NATIVE=1``
+  one run times both CPU paths of CGD side by side.
 
 Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
 torch.compile (bf16 + channels_last); on request ``compile_fp32`` / ``compile_channels_last``
@@ -62,6 +64,7 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from cgd_video.models import cgd_native, create_model  # noqa: E402
+from cgd_video.models.cgd import CGD  # noqa: E402
 from cgd_video.utils.atomic import atomic_write_text  # noqa: E402
 
 NUM_CLASSES = 400
@@ -74,6 +77,9 @@ OVERHEAD_MODELS: dict[str, tuple[str, dict]] = {
     "cgd_shared": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
     "cgd_concat": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "concat"}}),
     "cgd_mean": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "mean"}}),  # Table 3's row
+    # On request: CGD v10 shared held to the eager Function, beside "cgd_shared" on the native op
+    # (CGD_VIDEO_NATIVE=1): both CPU paths in one run
+    "cgd_shared_eager": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
     "nl": ("c2d_r50_nl", {}),
     "cgnl": ("c2d_r50_cgnl", {}),
     # Floors, on request: the CGD network with every CGD module replaced by a stand-in (below)
@@ -152,6 +158,9 @@ def build_ours(name: str, overrides: dict, num_frames: int, layout: str, key: st
     for a module in that place, implemented as one autograd Function: the lower bound of issue 14's CPU
     targets for this design)."""
     model = create_model(name, num_classes=NUM_CLASSES, num_frames=num_frames, layout=layout, **overrides)
+    for cgd in model.modules() if key.endswith("_eager") else ():
+        if isinstance(cgd, CGD):
+            cgd._native = False  # the module never takes the native op (cgd.py, CGD.forward)
     for block in model.modules() if key in FLOORS else ():
         if getattr(block, "attn", None) is not None:
             block.attn = _Floor(FLOORS[key])

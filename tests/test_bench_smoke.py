@@ -111,3 +111,36 @@ def test_bench_timeline_quick_json_schema(tmp_path):
     keys = {f"timeline_one_pass_speedup_{s}_{v}" for s in bench_timeline.SETS for v in bench_timeline.VIEWS}
     assert set(result["ratios"]) == keys and all(r > 0 for r in result["ratios"].values())
     assert all(r["windows"] == 4 for r in result["results"].values())
+
+
+def test_bench_model_eager_key_holds_cgd_to_the_eager_function():
+    """``cgd_shared_eager``: the same network as ``cgd_shared`` whose CGD modules never take the native op,
+    so one ``CGD_VIDEO_NATIVE=1`` run times both CPU paths."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_model
+    from cgd_video.models.cgd import CGD
+
+    for key, native in (("cgd_shared", True), ("cgd_shared_eager", False)):
+        model = bench_model.build_ours(*bench_model.OVERHEAD_MODELS[key], 8, "nonlocal32", key)
+        cgds = [m for m in model.modules() if isinstance(m, CGD)]
+        assert len(cgds) == 16 and all(m._native is native for m in cgds), key
+
+
+def test_bench_cgd_op_json_schema(tmp_path):
+    """benchmarks/bench_cgd_op.py on a tiny clip: every CGD module of the network found, the native op
+    checked against the eager Function inside the run, ratios present (timings not checked)."""
+    from cgd_video.models import cgd_native
+
+    if cgd_native.load() is None:
+        pytest.skip("the native CGD op could not be built here")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_cgd_op
+
+    out = tmp_path / "op.json"
+    argv = ["--frames", "8", "--size", "64", "--rounds", "1", "--no-baseline", "--json", str(out)]
+    assert bench_cgd_op.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert {r["modules"] for r in result["layouts"].values()} == {16}
+    assert set(result["ratios"]) == {f"{a}_vs_{b}_{layout}" for layout in ("contiguous", "channels_last")
+                                     for a, b in (("eager", "native"), ("native", "floor"))}
+    assert all(r > 0 for r in result["ratios"].values())

@@ -44,7 +44,7 @@ def _grads(fn, x, module, grad):
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)], ids=["f64", "f32"])
 @pytest.mark.parametrize("temporal", ["shared", "mean"])
 @pytest.mark.parametrize("layout", ["rows", "channels_last", "grad_in_other_layout"])
-@pytest.mark.parametrize("shape", [(2, 16, 3, 5, 7), (1, 8, 1, 4, 4)], ids=["T3", "T1"])
+@pytest.mark.parametrize("shape", [(2, 16, 3, 5, 7), (1, 8, 1, 4, 4), (2, 13, 2, 3, 11)], ids=["T3", "T1", "C13"])
 def test_native_equals_the_eager_function(dtype, tol, temporal, layout, shape):
     m = _module(shape[1], temporal, dtype)
     x = _clip(*shape, dtype, channels_last=layout != "rows")

@@ -17,10 +17,10 @@ gradients to 1e-15 after ten optimiser steps of C2D-R18 + CGD), but in float32 t
 and in five seeds of ``make demo`` the native runs ended lower four times and never higher (mean top-1
 0.892 against 0.983; docs/BENCHMARKS.md §6h). Until that is explained, the eager path stays the default.
 
-Building: ``torch.utils.cpp_extension.load`` compiles the source once per machine and torch version
-(about 35 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
-the first time an enabled run needs it. It needs a C++ compiler and ninja. When either is missing or the
-build fails, CGD logs one warning and keeps the eager path.
+Building: ``torch.utils.cpp_extension.load`` compiles the source once per machine kind and torch version
+(about 35-65 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
+the first time an enabled run needs it, with AVX2 where ATen runs AVX2 (:data:`TARGETS`). It needs a C++
+compiler and ninja. When either is missing or the build fails, CGD logs one warning and keeps the eager path.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["SOURCE", "applies", "cgd_v10", "enabled", "load", "serves"]
+__all__ = ["SOURCE", "TARGETS", "applies", "build", "cgd_v10", "enabled", "load", "serves", "target"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +58,43 @@ def enabled() -> bool:
     return os.environ.get("CGD_VIDEO_NATIVE", "0") == "1"
 
 
-def _build():
+# Build targets: extension name and compiler flags. "avx2" wherever ATen itself runs AVX2 or better: the
+# per-channel max-position select of the channels-last pool pass vectorises only there (SSE4 has no blend GCC
+# uses for it). The ISA is part of the name, so a cache shared by different machines (a cluster's home
+# directory) keeps one build per kind and never hands an AVX2 build to a CPU without it. No FMA contraction:
+# both builds round every operation alike, so they give the same bits (benchmarks/bench_cgd_op.py checks).
+TARGETS = {
+    "avx2": ("cgd_video_cgd_cpu_avx2", ["-O3", "-mavx2", "-ffp-contract=off"]),
+    "baseline": ("cgd_video_cgd_cpu", ["-O3", "-ffp-contract=off"]),
+}
+
+
+def target() -> str:
+    """The build target for this machine (a key of :data:`TARGETS`)."""
+    return "avx2" if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else "baseline"
+
+
+def build(which: str):
+    """Compile (or load from the cache) the extension for target ``which``; raises when the build fails."""
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
     level = cpp_logger.level
     cpp_logger.setLevel(logging.ERROR)  # its import warns that a CPU-only machine has no CUDA runtime
     try:
         from torch.utils.cpp_extension import load as load_extension
 
-        return load_extension("cgd_video_cgd_cpu", [str(SOURCE)], extra_cflags=["-O3"], verbose=False)
+        name, flags = TARGETS[which]
+        return load_extension(name, [str(SOURCE)], extra_cflags=flags, verbose=False)
+    finally:
+        cpp_logger.setLevel(level)
+
+
+def _build():
+    try:
+        return build(target())
     except Exception as exc:  # no compiler or ninja, a failed build: the eager path still works
         logger.warning("CGD: the native CPU op could not be built (%s: %s); using the eager path "
                        "(docs/BENCHMARKS.md §6h)", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return None
-    finally:
-        cpp_logger.setLevel(level)
 
 
 def _clip_layout_ok(x: Tensor) -> bool:

@@ -83,6 +83,30 @@ void row_stats(const scalar_t* p, int64_t len, scalar_t& sum, scalar_t& max, int
   sum = s; max = m; pos = j;
 }
 
+// Per-channel sum, max and first position of the max of a contiguous (HW, C) block into out = [sum | max | pos]
+// (each C long). The position is carried as a float (exact below 2**24) so that the compare-and-select of
+// the inner loop is one vector blend.
+template <typename scalar_t>
+void block_stats(const scalar_t* __restrict x, int64_t HW, int64_t C, scalar_t* __restrict out) {
+  scalar_t* __restrict s = out;
+  scalar_t* __restrict m = out + C;
+  scalar_t* __restrict pos = out + 2 * C;
+  std::fill(s, m, scalar_t(0));
+  std::fill(m, pos, -std::numeric_limits<scalar_t>::infinity());
+  std::fill(pos, pos + C, scalar_t(0));
+  for (int64_t l = 0; l < HW; ++l) {
+    const scalar_t* __restrict p = x + l * C;
+    const scalar_t lf = static_cast<scalar_t>(l);
+    for (int64_t c = 0; c < C; ++c) {
+      const scalar_t v = p[c], mc = m[c];
+      const bool gt = v > mc;
+      s[c] += v;
+      m[c] = gt ? v : mc;
+      pos[c] = gt ? lf : pos[c];
+    }
+  }
+}
+
 // "shared" mode: pools of every frame, (N, C, T)
 template <typename scalar_t>
 void pools(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* mx, int64_t* idx) {
@@ -96,21 +120,12 @@ void pools(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* mx, int6
     return;
   }
   for_each_frame(L, [&](int64_t n, int64_t t, int64_t off) {
-    std::vector<scalar_t> s(C, scalar_t(0)), m(C, -std::numeric_limits<scalar_t>::infinity());
-    std::vector<int32_t> id(C, 0);
-    for (int64_t l = 0; l < HW; ++l) {
-      const scalar_t* p = x + off + l * C;
-      for (int64_t c = 0; c < C; ++c) {
-        scalar_t v = p[c];
-        s[c] += v;
-        bool gt = v > m[c];
-        m[c] = gt ? v : m[c];
-        id[c] = gt ? static_cast<int32_t>(l) : id[c];
-      }
-    }
+    std::vector<scalar_t> buf(3 * C);
+    const scalar_t *s = buf.data(), *m = s + C, *pos = m + C;
+    block_stats(x + off, HW, C, buf.data());
     for (int64_t c = 0; c < C; ++c) {
       int64_t r = (n * C + c) * L.T + t;
-      avg[r] = s[c] / HW; mx[r] = m[c]; idx[r] = id[c];
+      avg[r] = s[c] / HW; mx[r] = m[c]; idx[r] = static_cast<int64_t>(pos[c]);
     }
   });
 }
@@ -120,9 +135,8 @@ template <typename scalar_t>
 void pools_of_mean(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* mx, int64_t* idx) {
   const int64_t HW = L.HW, C = L.C, T = L.T;
   const int64_t inner = L.rows ? HW : HW * C;  // one (n, c) of rows, or one sample's (H*W, C) frame block
-  const int64_t step = L.rows ? 1 : C;
   at::parallel_for(0, L.rows ? L.N * C : L.N, 1, [&](int64_t b, int64_t e) {
-    std::vector<scalar_t> xm(inner), row(HW);
+    std::vector<scalar_t> xm(inner), acc(L.rows ? 0 : 3 * C);
     for (int64_t u = b; u < e; ++u) {
       const int64_t n = L.rows ? u / C : u, c0 = L.rows ? u % C : 0;
       std::fill(xm.begin(), xm.end(), scalar_t(0));
@@ -131,11 +145,16 @@ void pools_of_mean(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* 
         for (int64_t q = 0; q < inner; ++q) xm[q] += p[q];
       }
       for (int64_t q = 0; q < inner; ++q) xm[q] /= static_cast<scalar_t>(T);
-      for (int64_t c = c0; c < (L.rows ? c0 + 1 : C); ++c) {  // strided over l for the channels-inner block
-        for (int64_t l = 0; l < HW; ++l) row[l] = xm[l * step + (L.rows ? 0 : c)];
+      if (L.rows) {
         scalar_t s;
-        row_stats(row.data(), HW, s, mx[n * C + c], idx[n * C + c]);
-        avg[n * C + c] = s / HW;
+        row_stats(xm.data(), HW, s, mx[u], idx[u]);
+        avg[u] = s / HW;
+        continue;
+      }
+      const scalar_t *s = acc.data(), *m = s + C, *pos = m + C;
+      block_stats(xm.data(), HW, C, acc.data());
+      for (int64_t c = 0; c < C; ++c) {
+        avg[n * C + c] = s[c] / HW; mx[n * C + c] = m[c]; idx[n * C + c] = static_cast<int64_t>(pos[c]);
       }
     }
   });
