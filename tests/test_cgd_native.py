@@ -62,6 +62,24 @@ def test_native_equals_the_eager_function(dtype, tol, temporal, layout, shape):
 
 @native
 @pytest.mark.parametrize("temporal", ["shared", "mean"])
+@pytest.mark.parametrize("layout", ["rows", "channels_last"])
+def test_native_max_ties_go_to_the_first_position(temporal, layout):
+    """Rows with repeated maxima (plateaus from a clamp, a constant frame): the max's gradient lands on the
+    first position, where the eager Function puts it, in both layouts' pool passes."""
+    m = _module(16, temporal, torch.float64)
+    frames = torch.randn(2 * 3, 16, 5, 7, dtype=torch.float64).clamp(max=0.5)
+    frames[0, 3] = 0.25
+    if layout == "channels_last":
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    x = unfold_frames(frames, 2).requires_grad_()
+    grad = torch.randn_like(x)
+    _, ref = _grads(lambda v: CGDFunction.apply(v, m, *m._params()), x, m, grad)
+    _, got = _grads(lambda v: cgd_native.cgd_v10(v, m._params(), temporal == "mean"), x, m, grad)
+    assert (ref[0] - got[0]).abs().max() <= 1e-12 * ref[0].abs().max()
+
+
+@native
+@pytest.mark.parametrize("temporal", ["shared", "mean"])
 def test_native_gradcheck_float64(temporal):
     m = _module(4, temporal, torch.float64)
     x = _clip(2, 4, 2, 3, 3, torch.float64, channels_last=False)

@@ -55,32 +55,44 @@ void for_each_frame(const Layout& L, F fn) {
   });
 }
 
-// Sum, max and first position of the max of `len` contiguous values, in 8 lanes.
+// 8-lane vectors of GCC's vector extension: one AVX2 register per float vector in the avx2 build, pairs of SSE
+// registers in the baseline build; the same operations in the same order (so the same bits) in both.
+template <typename scalar_t>
+struct Lanes {
+  typedef scalar_t vec __attribute__((vector_size(8 * sizeof(scalar_t))));
+  static vec load(const scalar_t* p) { vec v; __builtin_memcpy(&v, p, sizeof(vec)); return v; }
+  static vec splat(scalar_t x) { vec v; for (int k = 0; k < 8; ++k) v[k] = x; return v; }
+  static scalar_t sum(vec v) { scalar_t s = 0; for (int k = 0; k < 8; ++k) s += v[k]; return s; }
+};
+
+// Sum, max and first position of the max of `len` contiguous values: one vector pass for the sum and the
+// max (two accumulators of 8 lanes each), then a scan for the max's first position, 8 values per compare
+// (the row is in L1 by then; a running position per lane costs more than the scan).
 template <typename scalar_t>
 void row_stats(const scalar_t* p, int64_t len, scalar_t& sum, scalar_t& max, int64_t& pos) {
-  scalar_t s8[8] = {0}, m8[8];
-  int32_t i8[8] = {0};
-  for (int k = 0; k < 8; ++k) m8[k] = -std::numeric_limits<scalar_t>::infinity();
+  using V = Lanes<scalar_t>;
+  using vec = typename V::vec;
+  const scalar_t lowest = -std::numeric_limits<scalar_t>::infinity();
+  vec s0 = V::splat(0), s1 = s0, m0 = V::splat(lowest), m1 = m0;
   int64_t i = 0;
-  for (; i + 8 <= len; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      scalar_t v = p[i + k];
-      s8[k] += v;
-      bool gt = v > m8[k];
-      m8[k] = gt ? v : m8[k];
-      i8[k] = gt ? static_cast<int32_t>(i + k) : i8[k];
-    }
-  scalar_t s = 0, m = -std::numeric_limits<scalar_t>::infinity();
+  for (; i + 16 <= len; i += 16) {
+    const vec a = V::load(p + i), b = V::load(p + i + 8);
+    s0 += a; s1 += b;
+    m0 = a > m0 ? a : m0; m1 = b > m1 ? b : m1;
+  }
+  scalar_t s = V::sum(s0 + s1), m = lowest;
+  for (int k = 0; k < 8; ++k) { m = m0[k] > m ? m0[k] : m; m = m1[k] > m ? m1[k] : m; }
+  for (; i < len; ++i) { s += p[i]; m = p[i] > m ? p[i] : m; }
+  const vec mv = V::splat(m);
   int64_t j = 0;
-  for (int k = 0; k < 8; ++k) {
-    s += s8[k];
-    if (i > 0 && (m8[k] > m || (m8[k] == m && i8[k] < j))) { m = m8[k]; j = i8[k]; }
+  for (; j + 8 <= len; j += 8) {
+    const auto eq = V::load(p + j) == mv;
+    bool any = false;
+    for (int k = 0; k < 8; ++k) any |= eq[k] != 0;
+    if (any) break;
   }
-  for (; i < len; ++i) {
-    s += p[i];
-    if (p[i] > m) { m = p[i]; j = i; }
-  }
-  sum = s; max = m; pos = j;
+  while (j < len && !(p[j] == m)) ++j;
+  sum = s; max = m; pos = j < len ? j : 0;  // no position only for a row without a number (NaN), as before
 }
 
 // Per-channel sum, max and first position of the max of a contiguous (HW, C) block into out = [sum | max | pos]
@@ -195,12 +207,14 @@ void backward_dot(const scalar_t* g, const scalar_t* out, const Layout& L, scala
   std::vector<scalar_t> rows(L.N * C * L.T);
   if (L.rows) {
     for_each_row(L, [&](int64_t r, int64_t, int64_t, int64_t, int64_t off) {
-      scalar_t a8[8] = {0};
+      using V = Lanes<scalar_t>;
+      typename V::vec a0 = V::splat(0), a1 = a0;
       int64_t i = 0;
-      for (; i + 8 <= HW; i += 8)
-        for (int k = 0; k < 8; ++k) a8[k] += g[off + i + k] * out[off + i + k];
-      scalar_t a = 0;
-      for (int k = 0; k < 8; ++k) a += a8[k];
+      for (; i + 16 <= HW; i += 16) {
+        a0 += V::load(g + off + i) * V::load(out + off + i);
+        a1 += V::load(g + off + i + 8) * V::load(out + off + i + 8);
+      }
+      scalar_t a = V::sum(a0 + a1);
       for (; i < HW; ++i) a += g[off + i] * out[off + i];
       rows[r] = a;
     });
