@@ -15,8 +15,10 @@ in eager mode. Everything else (other variants and modes, CUDA, autocast dtypes,
 Opt-in: ``CGD_VIDEO_NATIVE=1`` in the environment. Its math equals the eager path's (float64: the same
 gradients to 1e-15 after ten optimiser steps of C2D-R18 + CGD; float32: gradients as close to a float64 run
 as the eager path's), but over fifteen seeds of the demo the native runs ended lower in nine, higher in
-one (mean top-1 0.933 against 0.975, sign test p = 0.02; docs/BENCHMARKS.md §6h-6i). Until that is
-explained, the eager path stays the default.
+one (mean top-1 0.933 against 0.975, sign test p = 0.02). Eager runs with ATen's scalar kernels
+(a rounding-only change without the op) lose to the default in the same way, worse than the op does
+(docs/BENCHMARKS.md §6h-6i): the demo favours the numerics it was developed on. Until its recipe is robust
+enough to judge the op, the eager path stays the default.
 
 Building: ``torch.utils.cpp_extension.load`` compiles the source once per machine kind and torch version
 (about 35-65 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
