@@ -370,7 +370,7 @@ def test_elastic_run_loses_a_node_and_finishes_on_the_other(lists, synthetic_dat
     port = _free_port()
     launcher = ["--nnodes", "1:2", "--nproc_per_node", "1", "--max-restarts", "1", "--rdzv_backend", "c10d",
                 "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "node_loss",
-                "--rdzv_conf", "join_timeout=60,last_call_timeout=2,keep_alive_interval=1,keep_alive_max_attempt=2"]
+                "--rdzv_conf", "join_timeout=60,last_call_timeout=15,keep_alive_interval=1,keep_alive_max_attempt=2"]
     first = _torchrun(opts, *launcher, slow=True)
     deadline = time.time() + 60
     while not _listening(port):  # the first agent hosts the rendezvous store: it must be the one that stays
