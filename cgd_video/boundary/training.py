@@ -78,7 +78,7 @@ def loop_settings(cfg):
     return LoopSettings(max_epoch=s.MAX_EPOCH, batch_size=t.BATCH_SIZE, accum_steps=t.ACCUM_STEPS, amp=t.AMP,
                         clip_grad_norm=s.CLIP_GRAD_NORM, seed=cfg.SEED, sync_bn=t.SYNC_BN,
                         channels_last=t.CHANNELS_LAST, base_lr=s.BASE_LR, reference_batch=s.REFERENCE_BATCH,
-                        linear_scaling=s.LINEAR_SCALING)
+                        linear_scaling=s.LINEAR_SCALING, precise_bn_batches=t.PRECISE_BN_BATCHES)
 
 
 def run_settings(cfg):

@@ -158,6 +158,10 @@ _C.TRAIN.CHANNELS_LAST = False
 _C.TRAIN.COMPILE = False
 # Convert BatchNorm to SyncBatchNorm under torchrun (multi-GPU).
 _C.TRAIN.SYNC_BN = False
+# Precise BN (engine/precise_bn.py): after each validated epoch and the last, recompute every BN layer's
+# running statistics over this many training batches of the final weights (0 = off, the paper's recipe;
+# PySlowFast's BN.NUM_BATCHES_PRECISE is 200). Helps small batches, where the running averages are noisy.
+_C.TRAIN.PRECISE_BN_BATCHES = 0
 # Save checkpoints/epoch_XXXX.pt every this many epochs (last.pt is written every epoch).
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Also refresh last.pt every this many optimiser steps inside an epoch (0 = only at epoch ends).

@@ -1,6 +1,7 @@
 """The small hooks around :class:`cgd_video.engine.train_loop.TrainLoop` (detectron2 ``hooks.py`` style).
 
-Order in a run (``engine/trainer.py``): :class:`LRSchedule`, :class:`Preemption`, :class:`Evaluation`,
+Order in a run (``engine/trainer.py``): :class:`LRSchedule`, :class:`Preemption`, ``PreciseBN``
+(``engine/precise_bn.py``), :class:`Evaluation`,
 ``MetricsWriter`` (``engine/writers.py``), ``Checkpointer`` (``engine/checkpointer.py``),
 :class:`StopAfter`, then any ``extra_hooks`` the caller passes (tests inject slow or failing steps that
 way; nothing test-only lives here).

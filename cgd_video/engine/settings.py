@@ -30,6 +30,7 @@ class LoopSettings:
     base_lr: float = 0.01
     reference_batch: int = 44
     linear_scaling: bool = True
+    precise_bn_batches: int = 0
 
 
 @dataclass(frozen=True)

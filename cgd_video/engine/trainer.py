@@ -35,6 +35,7 @@ from cgd_video.engine.checkpoint import unwrap_model
 from cgd_video.engine.checkpointer import Checkpointer, last_checkpoint_path, load_for_resume, restore
 from cgd_video.engine.hooks import REQUEUE_EXIT_CODE, Evaluation, LRSchedule, Preemption, StopAfter
 from cgd_video.engine.lr_schedule import scaled_base_lr
+from cgd_video.engine.precise_bn import PreciseBN
 from cgd_video.engine.settings import TrainJob
 from cgd_video.engine.train_loop import HookBase, NonFiniteLossError, TrainLoop
 from cgd_video.engine.writers import METRICS_FILE, MetricsHook, MetricsWriter, truncate_metrics
@@ -89,6 +90,11 @@ class _EpochBatches:
         indices = du.train_shard(order, consumed, self.rank, self.world, self.steps_per_epoch - skip_steps,
                                  self.per_step)
         self.indices[:] = indices  # the dataset's epoch is in shared memory: persistent workers see set_epoch
+        return self._loader()
+
+    def _loader(self) -> DataLoader:
+        """The one loader over ``self.indices`` (built on first use; its workers persist)."""
+        job = self.job
         if self.loader is None:
             self.loader = DataLoader(job.train_dataset, batch_size=job.loop.batch_size, sampler=self.indices,
                                      num_workers=job.run.num_workers, persistent_workers=job.run.num_workers > 0,
@@ -97,6 +103,16 @@ class _EpochBatches:
                                      collate_fn=getattr(job.train_dataset, "collate_fn", None),
                                      generator=torch.Generator().manual_seed(job.loop.seed * 100_003))
         return self.loader
+
+    def first_batches(self, epoch: int, num_batches: int) -> DataLoader:
+        """This rank's first ``num_batches`` micro-batches of ``epoch`` (at most the epoch's), through the
+        same loader, with the epoch's augmentation (precise BN statistics)."""
+        if hasattr(self.job.train_dataset, "set_epoch"):
+            self.job.train_dataset.set_epoch(epoch)
+        order = du.epoch_order(len(self.job.train_dataset), self.job.loop.seed, epoch)
+        shard = du.train_shard(order, 0, self.rank, self.world, self.steps_per_epoch, self.per_step)
+        self.indices[:] = shard[: num_batches * self.job.loop.batch_size]
+        return self._loader()
 
     def close(self) -> None:
         """End the persistent workers with the run (they ignore stop signals, so exit would wait on them)."""
@@ -165,7 +181,9 @@ def _evaluate_fn(job: TrainJob, device: torch.device):
 def _hooks(job: TrainJob, loop: TrainLoop, out_dir: Path, device: torch.device, main: bool) -> list:
     schedule = dict(job.schedule, base_lr=loop.storage["base_lr"])
     meta = dict(cfg=job.config_text, classes=list(job.classes), arch=job.arch, recipe=job.recipe)
-    return [LRSchedule(schedule), Preemption(), Evaluation(_evaluate_fn(job, device), job.run.eval_period,
+    precise_bn = PreciseBN(job.loop.precise_bn_batches, job.run.eval_period, job.loop.max_epoch,
+                           loop.batches_for.first_batches)
+    return [LRSchedule(schedule), Preemption(), precise_bn, Evaluation(_evaluate_fn(job, device), job.run.eval_period,
                                                            job.loop.max_epoch),
             MetricsHook(MetricsWriter(out_dir, main), job.run.log_period, job.loop.max_epoch),
             Checkpointer(out_dir, meta, job.run.checkpoint_iters, job.run.checkpoint_period),

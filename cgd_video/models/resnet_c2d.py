@@ -109,7 +109,7 @@ class _C2DBlock(nn.Module):
             out = bn(out)
         else:
             clip = unfold_frames(out, num_clips)
-            if self.fold_attention and not self.training and hasattr(self.attn, "scale"):
+            if self.fold_attention and not bn.training and hasattr(self.attn, "scale"):  # BN on running stats
                 # Sec. 3.3: BN(X ⊙ s) (and the ReLU) in one fused pass instead of X ⊙ s, then BN;
                 # s is per channel (CGD) or per row/column (CGDSpatial), both fold (folding.py).
                 return fold_frames(scaled_batch_norm(clip, self.attn.scale(clip), bn, relu=relu))
