@@ -18,6 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,export]'
+	$(PY) -c 'from cgd_video.models.cgd_native import main; main()'  # CGD's C++ CPU op: built once per machine kind, cached
 	touch $(STAMP)
 
 test: $(STAMP)

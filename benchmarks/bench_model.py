@@ -20,8 +20,8 @@ per-pair ratios (>= 10 pairs), lower = faster for us:
   On request (``--models``), two floors for CGD's place: ``floor_identity`` (each CGD replaced by an
   autograd Function computing ``x * 1`` both ways) and ``floor_mean_scale`` (a scale from one spatial
   mean, then the multiply): what a module there costs before any descriptor work. Also on request,
-  ``cgd_shared_eager``: ``cgd_shared`` held to the eager ``CGDFunction``, so that with ``CGD_VIDEO_NATIVE=1``
-  one run times both CPU paths of CGD side by side.
+  ``cgd_shared_eager``: ``cgd_shared`` held to the eager ``CGDFunction``, so that (with the native op, on
+  by default) one run times both CPU paths of CGD side by side.
 
 Variants: fp32 and channels_last everywhere; on CUDA also bf16 autocast (+ channels_last) and
 torch.compile (bf16 + channels_last); on request ``compile_fp32`` / ``compile_channels_last``
@@ -78,7 +78,7 @@ OVERHEAD_MODELS: dict[str, tuple[str, dict]] = {
     "cgd_concat": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "concat"}}),
     "cgd_mean": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "mean"}}),  # Table 3's row
     # On request: CGD v10 shared held to the eager Function, beside "cgd_shared" on the native op
-    # (CGD_VIDEO_NATIVE=1): both CPU paths in one run
+    # (on unless CGD_VIDEO_NATIVE=0): both CPU paths in one run
     "cgd_shared_eager": ("c2d_r50_cgd", {"attention_kwargs": {"variant": "v10", "temporal": "shared"}}),
     "nl": ("c2d_r50_nl", {}),
     "cgnl": ("c2d_r50_cgnl", {}),

@@ -115,7 +115,7 @@ def test_bench_timeline_quick_json_schema(tmp_path):
 
 def test_bench_model_eager_key_holds_cgd_to_the_eager_function():
     """``cgd_shared_eager``: the same network as ``cgd_shared`` whose CGD modules never take the native op,
-    so one ``CGD_VIDEO_NATIVE=1`` run times both CPU paths."""
+    so one run times both CPU paths."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_model
     from cgd_video.models.cgd import CGD

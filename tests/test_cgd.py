@@ -354,7 +354,7 @@ def test_spatial_state_dict_has_each_parameter_once():
 def test_fused_backward_matches_autograd(path, layout, variant, temporal):
     """The hand-written backward (descriptor included; one pass for grad_x, max scatter) equals plain autograd of
     x * scale(x), every temporal mode, single stages and cascades: ``CGDFunction`` itself, and the module's own
-    training path (the native op of cgd_native.py for v10 shared/mean when CGD_VIDEO_NATIVE=1, else the Function)."""
+    training path (the native op of cgd_native.py for v10 shared/mean when on by default, else the Function)."""
     torch.manual_seed(7)
     m = _randomised(CGD(6, variant=variant, temporal=temporal, num_frames=3), seed=2)
     n, t = 2, 3

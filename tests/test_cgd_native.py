@@ -1,4 +1,4 @@
-"""The opt-in native CPU op for CGD v10 (models/csrc/cgd_cpu.cpp, loaded by models/cgd_native.py) against the eager
+"""The native CPU op for CGD v10 (models/csrc/cgd_cpu.cpp, loaded by models/cgd_native.py) against the eager
 ``CGDFunction`` it replaces (itself tested against autograd and a float64 gradcheck in test_cgd.py):
 outputs and every gradient, temporal modes shared and mean, contiguous-row and channels-innermost clips,
 a gradient arriving in the other layout, float64 gradcheck; which modules take it; the fallbacks."""
@@ -119,7 +119,7 @@ def test_without_the_op_cgd_takes_the_eager_function(monkeypatch, caplog):
     x = _clip(1, 8, 2, 4, 4, torch.float32, channels_last=False)
     assert _module(8, "shared")(x).grad_fn.name() == "CGDFunctionBackward"
     monkeypatch.setattr(cgd_native, "_STATE", {})
-    monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")  # the default: built or not, the module takes the Function
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")  # switched off: built or not, the module takes the Function
     assert not cgd_native.enabled() and _module(8, "shared")(x).grad_fn.name() == "CGDFunctionBackward"
 
 

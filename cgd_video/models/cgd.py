@@ -161,7 +161,7 @@ class CGD(nn.Module):
         self.plan = DescriptorPlan(g_keys, f_keys, tuple(sorted(k for k in keys if k.startswith("s"))),
                                    sum_first_level=temporal == "shared")
         self.stages = nn.ModuleList(CGDStage(self.dim) for _ in range(3 if self.cascaded else 1))
-        self._native = cgd_native.serves(variant, temporal)  # v10 shared/mean: the opt-in C++ op on the CPU
+        self._native = cgd_native.serves(variant, temporal)  # v10 shared/mean: the C++ op on the CPU (CGD_VIDEO_NATIVE=0: off)
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str | None = None) -> None:
