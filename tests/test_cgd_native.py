@@ -134,3 +134,59 @@ def test_native_parameters_only_when_x_needs_no_gradient():
     got = torch.autograd.grad(out, m._params(), grad)
     for a, b in zip(ref, got):
         torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-6)
+
+
+@native
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)], ids=["f64", "f32"])
+@pytest.mark.parametrize("temporal", ["shared", "mean"])
+@pytest.mark.parametrize("layout", ["rows", "channels_last"])
+def test_native_scale_equals_the_eager_scale(monkeypatch, dtype, tol, temporal, layout):
+    """Evaluation (no autograd): ``scale`` takes the op's ``cgd_v10_scale`` and gives the eager descriptor's s."""
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "1")
+    m = _module(13, temporal, dtype)
+    x = _clip(2, 13, 3, 5, 7, dtype, channels_last=layout == "channels_last").detach()
+    eager = m._scale_rows(m.descriptor(x), x.shape, x.dtype)[..., None, None]
+    with torch.no_grad():
+        got = m.scale(x)
+        out = m(x)
+    assert got.shape == eager.shape == (2, 13, 1, 1, 1) and got.dtype == dtype
+    torch.testing.assert_close(got, eager, rtol=tol, atol=tol)
+    torch.testing.assert_close(out, x * eager, rtol=tol, atol=tol)
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")
+    with torch.no_grad():
+        assert torch.equal(m.scale(x), eager)  # switched off: the eager ops, bit for bit
+
+
+@native
+def test_scale_keeps_autograd_when_a_gradient_is_needed(monkeypatch):
+    """With autograd recording (x or the parameters need a gradient), ``scale`` stays differentiable."""
+    monkeypatch.setenv("CGD_VIDEO_NATIVE", "1")
+    m = _module(8, "shared")
+    x = _clip(1, 8, 2, 4, 4, torch.float32, channels_last=False)
+    s = m.scale(x)
+    assert s.grad_fn is not None
+    (g,) = torch.autograd.grad(s.sum(), [m.stages[0].weight])
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+@native
+@pytest.mark.parametrize("temporal", ["shared", "mean"])
+def test_eval_model_with_the_native_scale_matches_the_eager_one(monkeypatch, temporal):
+    """C2D-R18 + CGD in eval mode (CGD folded into the next BN): logits with the op's scale equal the eager
+    path's to float32 rounding."""
+    from cgd_video.models import create_model
+
+    torch.manual_seed(1)
+    model = create_model("c2d_r18_cgd", num_classes=5, attention_kwargs={"temporal": temporal}).eval()
+    clip = torch.randn(2, 3, 8, 32, 32)
+    calls = []
+    scale = cgd_native.cgd_v10_scale
+    monkeypatch.setattr(cgd_native, "cgd_v10_scale", lambda *a: calls.append(1) or scale(*a))
+    with torch.no_grad():
+        monkeypatch.setenv("CGD_VIDEO_NATIVE", "0")
+        eager = model(clip)
+        assert not calls
+        monkeypatch.setenv("CGD_VIDEO_NATIVE", "1")
+        got = model(clip)
+    assert len(calls) == sum(isinstance(m, CGD) for m in model.modules()) > 0
+    torch.testing.assert_close(got, eager, rtol=1e-4, atol=1e-5)

@@ -232,21 +232,28 @@ class CGD(nn.Module):
         return s if s.dtype == dtype else s.to(dtype)
 
     def scale(self, x: Tensor) -> Tensor:
-        """``1 + y`` as (N, C, T or 1, 1, 1) in x's dtype, so that ``forward(x) == x * scale(x)``."""
+        """``1 + y`` as (N, C, T or 1, 1, 1) in x's dtype, so that ``forward(x) == x * scale(x)``.
+        Without autograd (evaluation, inference), v10 shared/mean on the CPU takes the native op's scale."""
+        if self._native and _eager(x):
+            params = self._params()
+            if not _needs_grad(x, params) and cgd_native.applies(x, params):
+                self._check_input(x)
+                return cgd_native.cgd_v10_scale(x, params, self.temporal == "mean")
         return self._scale_rows(self.descriptor(x), x.shape, x.dtype)[..., None, None]
 
     def forward(self, x: Tensor) -> Tensor:
         params = self._params()
-        if (
-            torch.is_grad_enabled()
-            and (x.requires_grad or any(p.requires_grad for p in params))
-            and _eager(x)
-        ):
+        if _needs_grad(x, params) and _eager(x):
             self._check_input(x)
             if self._native and cgd_native.applies(x, params):  # v10 shared/mean on CPU: the module in C++
                 return cgd_native.cgd_v10(x, params, self.temporal == "mean")
             return CGDFunction.apply(x, self, *params)  # one autograd node (cgd_kernels.py)
         return x * self.scale(x)
+
+
+def _needs_grad(x: Tensor, params: list[Tensor]) -> bool:
+    """Autograd will record this module's forward."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
 
 
 def _eager(x: Tensor) -> bool:

@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["SOURCE", "TARGETS", "applies", "build", "cgd_v10", "enabled", "load", "main", "serves", "target"]
+__all__ = ["SOURCE", "TARGETS", "applies", "build", "cgd_v10", "cgd_v10_scale", "enabled", "load", "main", "serves", "target"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def serves(variant: str, temporal: str) -> bool:
 
 
 def applies(x: Tensor, params: Sequence[Tensor]) -> bool:
-    """Whether a training forward of a module that :func:`serves` can take the native op on ``x`` now."""
+    """Whether a module that :func:`serves` can take the native op on ``x`` now (training: :func:`cgd_v10`;
+    evaluation: :func:`cgd_v10_scale`)."""
     return (
         x.device.type == "cpu"
         and enabled()
@@ -129,6 +130,13 @@ def cgd_v10(x: Tensor, params: Sequence[Tensor], mean: bool) -> Tensor:
     """``x * s(x)`` of a v10 module (``mean``: temporal mode ``mean``, else ``shared``) as one autograd node;
     ``params`` are its ``[w0, b0, w1, b1, wf, bf]``."""
     return load().cgd_v10(x, *params, mean)
+
+
+def cgd_v10_scale(x: Tensor, params: Sequence[Tensor], mean: bool) -> Tensor:
+    """The module's scale ``s(x)`` as (N, C, 1, 1, 1), outside autograd (evaluation and inference): the
+    forward's pools and descriptor in one call, where the eager path runs ~80 small ATen ops per module."""
+    n, c = x.shape[:2]
+    return load().cgd_v10_scale(x, *params, mean).view(n, c, 1, 1, 1)
 
 
 def main() -> int:

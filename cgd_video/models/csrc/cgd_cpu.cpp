@@ -6,10 +6,12 @@
 // innermost. Forward: one pass over X for the pools (average, max and its first position), the descriptor
 // on the (N, C, T') pools, one pass writing X * s. Backward: one pass reading grad and out for
 // d s = sum(grad * out) / s, the descriptor's backward, one pass writing grad_x (plus d max at the max
-// positions). Same math and saved tensors as cgd_kernels.CGDFunction (the reference it is tested against,
+// positions). Evaluation: cgd_v10_scale gives s alone (one read of X). Same math and saved tensors as
+// cgd_kernels.CGDFunction (the reference it is tested against,
 // and the path every other case takes); loaded by cgd_native.py.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -334,6 +336,18 @@ struct Tape {
   }
 };
 
+// Pools of X and the descriptor on them, into the tape (and the max positions into idx): the forward up to s.
+template <typename scalar_t>
+void scale_of(const scalar_t* xp, const Layout& L, bool mean, const Tensor* params, Tape<scalar_t>& tp,
+              int64_t* idx) {
+  const scalar_t* p[6];
+  for (int k = 0; k < 6; ++k) p[k] = params[k].data_ptr<scalar_t>();
+  if (mean) pools_of_mean<scalar_t>(xp, L, tp.avg, tp.mx, idx);
+  else pools<scalar_t>(xp, L, tp.avg, tp.mx, idx);
+  descriptor<scalar_t>(L.N, L.C, mean ? 1 : L.T, tp.avg, tp.mx, p, tp.sa, tp.s1, tp.s2, tp.y1, tp.y2, tp.s3, tp.y,
+                       tp.sc);
+}
+
 class CGDv10 : public torch::autograd::Function<CGDv10> {
  public:
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor w0, Tensor b0, Tensor w1, Tensor b1, Tensor wf,
@@ -348,13 +362,9 @@ class CGDv10 : public torch::autograd::Function<CGDv10> {
     Tensor params[6] = {w0.contiguous(), b0.contiguous(), w1.contiguous(), b1.contiguous(), wf.contiguous(),
                         bf.contiguous()};
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cgd_forward", [&] {
-      const scalar_t* p[6];
-      for (int k = 0; k < 6; ++k) p[k] = params[k].data_ptr<scalar_t>();
       const scalar_t* xp = x.data_ptr<scalar_t>();
       Tape<scalar_t> tp(tape.data_ptr<scalar_t>(), N, C, T);
-      if (mean) pools_of_mean<scalar_t>(xp, L, tp.avg, tp.mx, idx.data_ptr<int64_t>());
-      else pools<scalar_t>(xp, L, tp.avg, tp.mx, idx.data_ptr<int64_t>());
-      descriptor<scalar_t>(N, C, T, tp.avg, tp.mx, p, tp.sa, tp.s1, tp.s2, tp.y1, tp.y2, tp.s3, tp.y, tp.sc);
+      scale_of<scalar_t>(xp, L, mean, params, tp, idx.data_ptr<int64_t>());
       rescale<scalar_t>(xp, out.data_ptr<scalar_t>(), L, tp.sc);
     });
     ctx->save_for_backward({out, idx, tape, params[0], params[2], params[4]});
@@ -446,6 +456,27 @@ Tensor cgd_v10(Tensor x, Tensor w0, Tensor b0, Tensor w1, Tensor b1, Tensor wf, 
   return CGDv10::apply(x, w0, b0, w1, b1, wf, bf, mean);
 }
 
+// s(X) alone, (N, C), outside autograd: evaluation's scale (x * s, or folded into the next BN by
+// models/folding.py), from the same pools and descriptor as the forward, one read of X.
+Tensor cgd_v10_scale(Tensor x, Tensor w0, Tensor b0, Tensor w1, Tensor b1, Tensor wf, Tensor bf, bool mean) {
+  Layout L;
+  TORCH_CHECK(layout_of(x, L), "cgd native: unsupported layout");
+  auto opts = x.options();
+  int64_t N = L.N, C = L.C, T = mean ? 1 : L.T;
+  Tensor tape = at::empty({Tape<float>::size(N, C, T)}, opts);
+  Tensor idx = at::empty({N, C, T}, opts.dtype(at::kLong));
+  Tensor sc = at::empty({N, C}, opts);
+  Tensor params[6] = {w0.detach().contiguous(), b0.detach().contiguous(), w1.detach().contiguous(),
+                      b1.detach().contiguous(), wf.detach().contiguous(), bf.detach().contiguous()};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cgd_scale", [&] {
+    Tape<scalar_t> tp(tape.data_ptr<scalar_t>(), N, C, T);
+    scale_of<scalar_t>(x.data_ptr<scalar_t>(), L, mean, params, tp, idx.data_ptr<int64_t>());
+    std::copy(tp.sc, tp.sc + N * C, sc.data_ptr<scalar_t>());
+  });
+  return sc;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cgd_v10", &cgd_v10, "CGD v10, temporal shared (mean=False) or mean: x * s(x) with its backward (CPU)");
+  m.def("cgd_v10_scale", &cgd_v10_scale, "CGD v10's scale s(x) as (N, C), no autograd (CPU evaluation)");
 }
