@@ -69,8 +69,9 @@ struct Lanes {
 
 // Sum, max and first position of the max of `len` contiguous values: one vector pass for the sum and the
 // max (two accumulators of 8 lanes each), then a scan for the max's first position, 8 values per compare
-// (the row is in L1 by then; a running position per lane costs more than the scan).
-template <typename scalar_t>
+// (the row is in L1 by then; a running position per lane costs more than the scan). kPos false: no scan
+// (evaluation's scale needs no position).
+template <bool kPos, typename scalar_t>
 void row_stats(const scalar_t* p, int64_t len, scalar_t& sum, scalar_t& max, int64_t& pos) {
   using V = Lanes<scalar_t>;
   using vec = typename V::vec;
@@ -85,6 +86,8 @@ void row_stats(const scalar_t* p, int64_t len, scalar_t& sum, scalar_t& max, int
   scalar_t s = V::sum(s0 + s1), m = lowest;
   for (int k = 0; k < 8; ++k) { m = m0[k] > m ? m0[k] : m; m = m1[k] > m ? m1[k] : m; }
   for (; i < len; ++i) { s += p[i]; m = p[i] > m ? p[i] : m; }
+  sum = s; max = m;
+  if (!kPos) return;
   const vec mv = V::splat(m);
   int64_t j = 0;
   for (; j + 8 <= len; j += 8) {
@@ -94,13 +97,13 @@ void row_stats(const scalar_t* p, int64_t len, scalar_t& sum, scalar_t& max, int
     if (any) break;
   }
   while (j < len && !(p[j] == m)) ++j;
-  sum = s; max = m; pos = j < len ? j : 0;  // no position only for a row without a number (NaN), as before
+  pos = j < len ? j : 0;  // no position only for a row without a number (NaN), as before
 }
 
 // Per-channel sum, max and first position of the max of a contiguous (HW, C) block into out = [sum | max | pos]
 // (each C long). The position is carried as a float (exact below 2**24) so that the compare-and-select of
-// the inner loop is one vector blend.
-template <typename scalar_t>
+// the inner loop is one vector blend. kPos false: sum and max only.
+template <bool kPos, typename scalar_t>
 void block_stats(const scalar_t* __restrict x, int64_t HW, int64_t C, scalar_t* __restrict out) {
   scalar_t* __restrict s = out;
   scalar_t* __restrict m = out + C;
@@ -116,36 +119,39 @@ void block_stats(const scalar_t* __restrict x, int64_t HW, int64_t C, scalar_t* 
       const bool gt = v > mc;
       s[c] += v;
       m[c] = gt ? v : mc;
-      pos[c] = gt ? lf : pos[c];
+      if (kPos) pos[c] = gt ? lf : pos[c];
     }
   }
 }
 
-// "shared" mode: pools of every frame, (N, C, T)
-template <typename scalar_t>
+// "shared" mode: pools of every frame, (N, C, T); positions of the maxima into idx (kPos)
+template <bool kPos, typename scalar_t>
 void pools(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* mx, int64_t* idx) {
   const int64_t HW = L.HW, C = L.C;
   if (L.rows) {
     for_each_row(L, [&](int64_t r, int64_t, int64_t, int64_t, int64_t off) {
       scalar_t s;
-      row_stats(x + off, HW, s, mx[r], idx[r]);
+      int64_t pos = 0;
+      row_stats<kPos>(x + off, HW, s, mx[r], pos);
       avg[r] = s / HW;
+      if (kPos) idx[r] = pos;
     });
     return;
   }
   for_each_frame(L, [&](int64_t n, int64_t t, int64_t off) {
     std::vector<scalar_t> buf(3 * C);
     const scalar_t *s = buf.data(), *m = s + C, *pos = m + C;
-    block_stats(x + off, HW, C, buf.data());
+    block_stats<kPos>(x + off, HW, C, buf.data());
     for (int64_t c = 0; c < C; ++c) {
       int64_t r = (n * C + c) * L.T + t;
-      avg[r] = s[c] / HW; mx[r] = m[c]; idx[r] = static_cast<int64_t>(pos[c]);
+      avg[r] = s[c] / HW; mx[r] = m[c];
+      if (kPos) idx[r] = static_cast<int64_t>(pos[c]);
     }
   });
 }
 
-// "mean" mode: pools of the temporal mean of X, (N, C, 1)
-template <typename scalar_t>
+// "mean" mode: pools of the temporal mean of X, (N, C, 1); positions into idx (kPos)
+template <bool kPos, typename scalar_t>
 void pools_of_mean(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* mx, int64_t* idx) {
   const int64_t HW = L.HW, C = L.C, T = L.T;
   const int64_t inner = L.rows ? HW : HW * C;  // one (n, c) of rows, or one sample's (H*W, C) frame block
@@ -161,14 +167,17 @@ void pools_of_mean(const scalar_t* x, const Layout& L, scalar_t* avg, scalar_t* 
       for (int64_t q = 0; q < inner; ++q) xm[q] /= static_cast<scalar_t>(T);
       if (L.rows) {
         scalar_t s;
-        row_stats(xm.data(), HW, s, mx[u], idx[u]);
+        int64_t pos = 0;
+        row_stats<kPos>(xm.data(), HW, s, mx[u], pos);
         avg[u] = s / HW;
+        if (kPos) idx[u] = pos;
         continue;
       }
       const scalar_t *s = acc.data(), *m = s + C, *pos = m + C;
-      block_stats(xm.data(), HW, C, acc.data());
+      block_stats<kPos>(xm.data(), HW, C, acc.data());
       for (int64_t c = 0; c < C; ++c) {
-        avg[n * C + c] = s[c] / HW; mx[n * C + c] = m[c]; idx[n * C + c] = static_cast<int64_t>(pos[c]);
+        avg[n * C + c] = s[c] / HW; mx[n * C + c] = m[c];
+        if (kPos) idx[n * C + c] = static_cast<int64_t>(pos[c]);
       }
     }
   });
@@ -336,14 +345,15 @@ struct Tape {
   }
 };
 
-// Pools of X and the descriptor on them, into the tape (and the max positions into idx): the forward up to s.
-template <typename scalar_t>
+// Pools of X and the descriptor on them, into the tape: the forward up to s. The max positions go into idx
+// (kPos, for the backward), or are not located (evaluation).
+template <bool kPos, typename scalar_t>
 void scale_of(const scalar_t* xp, const Layout& L, bool mean, const Tensor* params, Tape<scalar_t>& tp,
               int64_t* idx) {
   const scalar_t* p[6];
   for (int k = 0; k < 6; ++k) p[k] = params[k].data_ptr<scalar_t>();
-  if (mean) pools_of_mean<scalar_t>(xp, L, tp.avg, tp.mx, idx);
-  else pools<scalar_t>(xp, L, tp.avg, tp.mx, idx);
+  if (mean) pools_of_mean<kPos, scalar_t>(xp, L, tp.avg, tp.mx, idx);
+  else pools<kPos, scalar_t>(xp, L, tp.avg, tp.mx, idx);
   descriptor<scalar_t>(L.N, L.C, mean ? 1 : L.T, tp.avg, tp.mx, p, tp.sa, tp.s1, tp.s2, tp.y1, tp.y2, tp.s3, tp.y,
                        tp.sc);
 }
@@ -364,7 +374,7 @@ class CGDv10 : public torch::autograd::Function<CGDv10> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cgd_forward", [&] {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       Tape<scalar_t> tp(tape.data_ptr<scalar_t>(), N, C, T);
-      scale_of<scalar_t>(xp, L, mean, params, tp, idx.data_ptr<int64_t>());
+      scale_of<true, scalar_t>(xp, L, mean, params, tp, idx.data_ptr<int64_t>());
       rescale<scalar_t>(xp, out.data_ptr<scalar_t>(), L, tp.sc);
     });
     ctx->save_for_backward({out, idx, tape, params[0], params[2], params[4]});
@@ -464,13 +474,12 @@ Tensor cgd_v10_scale(Tensor x, Tensor w0, Tensor b0, Tensor w1, Tensor b1, Tenso
   auto opts = x.options();
   int64_t N = L.N, C = L.C, T = mean ? 1 : L.T;
   Tensor tape = at::empty({Tape<float>::size(N, C, T)}, opts);
-  Tensor idx = at::empty({N, C, T}, opts.dtype(at::kLong));
   Tensor sc = at::empty({N, C}, opts);
   Tensor params[6] = {w0.detach().contiguous(), b0.detach().contiguous(), w1.detach().contiguous(),
                       b1.detach().contiguous(), wf.detach().contiguous(), bf.detach().contiguous()};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cgd_scale", [&] {
     Tape<scalar_t> tp(tape.data_ptr<scalar_t>(), N, C, T);
-    scale_of<scalar_t>(x.data_ptr<scalar_t>(), L, mean, params, tp, idx.data_ptr<int64_t>());
+    scale_of<false, scalar_t>(x.data_ptr<scalar_t>(), L, mean, params, tp, nullptr);
     std::copy(tp.sc, tp.sc + N * C, sc.data_ptr<scalar_t>());
   });
   return sc;
