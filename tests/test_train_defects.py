@@ -121,9 +121,12 @@ def test_bad_inputs_are_one_line_exit_2(lists, synthetic_dataset, tmp_path, caps
         (["MODEL.PRETRAINED", tmp_path / "missing.pth"], ["MODEL.PRETRAINED", "missing.pth"]),
         (["MODEL.PRETRAINED", wrong], ["MODEL.PRETRAINED", "conv1.weight"]),
         (["DATA.ROOT", empty], ["DATA.ROOT", str(empty)]),
+        (["TRAIN.ACCUM_STEPS", 0], ["TRAIN.ACCUM_STEPS", "at least 1"]),
+        (["TRAIN.BATCH_SIZE", 0], ["TRAIN.BATCH_SIZE", "at least 1"]),
+        (["TRAIN.PRECISE_BN_BATCHES", -3], ["TRAIN.PRECISE_BN_BATCHES", "-3"]),
     ]
     for extra, needles in cases:
-        out = tmp_path / f"out_{len(needles)}_{extra[0]}"
+        out = tmp_path / f"out_{len(needles)}_{extra[0]}_{extra[1]}".replace("/", "_")
         rc, err = _run_main(tiny_opts(lists, synthetic_dataset, out) + [str(x) for x in extra], capsys)
         assert rc == 2 and len(err.splitlines()) == 1, err
         assert all(n in err for n in needles), err

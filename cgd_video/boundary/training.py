@@ -75,6 +75,10 @@ def loop_settings(cfg):
     from cgd_video.engine.settings import LoopSettings
 
     t, s = cfg.TRAIN, cfg.SOLVER
+    for key, value, least in (("TRAIN.BATCH_SIZE", t.BATCH_SIZE, 1), ("TRAIN.ACCUM_STEPS", t.ACCUM_STEPS, 1),
+                              ("SOLVER.MAX_EPOCH", s.MAX_EPOCH, 1), ("TRAIN.PRECISE_BN_BATCHES", t.PRECISE_BN_BATCHES, 0)):
+        if value < least:
+            raise ConfigError(f"config key '{key}' must be at least {least}, got {value}")
     return LoopSettings(max_epoch=s.MAX_EPOCH, batch_size=t.BATCH_SIZE, accum_steps=t.ACCUM_STEPS, amp=t.AMP,
                         clip_grad_norm=s.CLIP_GRAD_NORM, seed=cfg.SEED, sync_bn=t.SYNC_BN,
                         channels_last=t.CHANNELS_LAST, base_lr=s.BASE_LR, reference_batch=s.REFERENCE_BATCH,
