@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List
 
 import torch
 from torch import nn
@@ -100,7 +100,6 @@ class PreciseBN(HookBase):
     def __init__(self, num_batches: int, period: int, max_epoch: int,
                  batches: Callable[[int, int], Iterable[Any]]) -> None:
         self.num_batches, self.period, self.max_epoch, self.batches = num_batches, period, max_epoch, batches
-        self.last_seconds: Optional[float] = None
 
     def after_epoch(self) -> None:
         loop = self.loop
@@ -110,6 +109,5 @@ class PreciseBN(HookBase):
         t0 = time.perf_counter()
         used = recompute_bn_stats(unwrap_model(loop.model), self.batches(done - 1, self.num_batches),
                                   loop.prepare_batch, loop.device, loop.amp)
-        self.last_seconds = time.perf_counter() - t0
-        loop.storage["precise_bn_batches"] = used
-        logger.info("precise BN after epoch %d: statistics of %d batches (%.1f s)", done, used, self.last_seconds)
+        logger.info("precise BN after epoch %d: statistics of %d batches (%.1f s)", done, used,
+                    time.perf_counter() - t0)

@@ -148,4 +148,3 @@ def main() -> int:
     print(f"cgd_video: native CGD op ({target()} build) " + (f"ready: {module.__file__}" if module is not None else
                                                             "not available; CGD trains on the eager path"))
     return 0
-
