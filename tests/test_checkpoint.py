@@ -58,6 +58,18 @@ def test_roundtrip_weights_only(tmp_path):
     assert torch.equal(opt.state_dict()["state"][0]["momentum_buffer"], o2.state_dict()["state"][0]["momentum_buffer"])
 
 
+def test_a_save_that_fails_half_way_leaves_the_previous_checkpoint(tmp_path):
+    """The checkpoint is streamed into a temporary file: tensors written before the failure must not reach
+    ``last.pt``, and no temporary may stay behind."""
+    model, opt, scaler = _setup()
+    path = save_checkpoint(tmp_path / "last.pt", model, opt, scaler, 1, 7)
+    before = path.read_bytes()
+    with pytest.raises(Exception):  # a lambda cannot be pickled; the weights before it are already written
+        save_checkpoint(path, model, opt, scaler, 2, 8, {"z_unpicklable": lambda: None})
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert path.read_bytes() == before and load_checkpoint(path)["iteration"] == 7
+
+
 def test_rng_state_roundtrip():
     random.gauss(0, 1)
     s = get_rng_state()
