@@ -33,6 +33,18 @@ def test_resize_short_side_matches_torchvision(hw, short):
     assert (got.int() - ref.int()).abs().max() <= 1  # channels-last vs contiguous uint8 kernels may round apart
 
 
+
+@pytest.mark.parametrize("hw,short", [((288, 352), 256), ((720, 1280), 256), ((1080, 1920), 299), ((352, 288), 224)])
+def test_decoders_scale_to_the_size_a_torch_resize_gives(hw, short):
+    """Decode-time scaling (containers.scaled_size, used by the PyAV and decord readers and the
+    preprocessor) and the torch resize share one rule, torchvision's: for 352x288 at 256 the long side
+    is 312 (floor), where the decoders used to round to 313."""
+    from cgd_video.data.containers import scaled_size
+
+    ref = TF.resize(torch.zeros(1, 3, *hw, dtype=torch.uint8), [short], antialias=True).shape[-2:]
+    assert scaled_size(*hw, short) == T.short_side_size(*hw, short) == tuple(ref)
+    assert scaled_size(*hw, min(hw)) is None  # not below the source's shorter side: left alone
+
 def test_test_views_are_exact_crops_when_no_resize_is_needed():
     frames = _frames(2, 32, 48)
     views = T.test_views(frames, test_scale=32, test_crop=32, num_crops=3)

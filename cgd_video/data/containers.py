@@ -15,6 +15,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from cgd_video.data.sampling import short_side_size
+
 __all__ = ["INDEXED_FORMATS", "VideoInfo", "is_indexed", "probe", "pts_index", "scaled_size"]
 
 PathLike = Union[str, os.PathLike]
@@ -63,13 +65,11 @@ def _probe(path: str, _size: int, _mtime_ns: int) -> Optional[VideoInfo]:
 
 
 def scaled_size(height: int, width: int, short_side: Optional[int]) -> Optional[tuple[int, int]]:
-    """``(h, w)`` with the shorter side ``short_side`` (aspect kept, the longer side rounded), or ``None``
-    when no scaling is needed (``short_side`` is ``None`` or not below the source's shorter side)."""
+    """:func:`cgd_video.data.sampling.short_side_size` (the size a torch resize gives), or ``None`` when no
+    scaling is needed (``short_side`` is ``None`` or not below the source's shorter side)."""
     if not short_side or min(height, width) <= short_side:
         return None
-    if height <= width:
-        return int(short_side), max(1, int(round(width * short_side / height)))
-    return max(1, int(round(height * short_side / width))), int(short_side)
+    return short_side_size(height, width, int(short_side))
 
 
 def pts_index(packets: list) -> Optional[tuple[np.ndarray, np.ndarray]]:

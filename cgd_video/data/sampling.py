@@ -28,6 +28,7 @@ __all__ = [
     "jitter_short_side",
     "random_crop_box",
     "random_square_crop_box",
+    "short_side_size",
     "test_clip_indices",
     "test_crop_boxes",
     "test_window_starts",
@@ -112,6 +113,15 @@ def random_crop_box(height: int, width: int, crop_size: int, rng: np.random.Gene
     top = int(rng.integers(0, height - crop_size + 1))
     left = int(rng.integers(0, width - crop_size + 1))
     return (top, left, crop_size, crop_size)
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """``(h, w)`` with the shorter side ``short`` and the aspect kept; the longer side floors (torchvision's
+    ``Resize(int)`` rounding). The one size rule for every resize: torch on the CPU or the device, and
+    scaling inside the decoders."""
+    if height <= width:
+        return short, max(1, int(short * width / height))
+    return max(1, int(short * height / width)), short
 
 
 def jitter_short_side(rng: np.random.Generator, jitter: Sequence[int] = (256, 320)) -> int:

@@ -26,6 +26,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from cgd_video.data import sampling
+from cgd_video.data.sampling import short_side_size
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -48,13 +49,6 @@ def _to_tchw(frames: torch.Tensor) -> torch.Tensor:
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     return frames.permute(0, 3, 1, 2)  # a view: channels-last memory, which torchvision's uint8 resize likes
-
-
-def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
-    """Output ``(h, w)`` with the shorter side ``short`` (torchvision's rounding: the longer side floors)."""
-    if height <= width:
-        return short, int(short * width / height)
-    return int(short * height / width), short
 
 
 def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
