@@ -190,3 +190,21 @@ def test_eval_model_with_the_native_scale_matches_the_eager_one(monkeypatch, tem
         got = model(clip)
     assert len(calls) == sum(isinstance(m, CGD) for m in model.modules()) > 0
     torch.testing.assert_close(got, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_every_checkout_compiles_the_same_source_path(monkeypatch, tmp_path):
+    """The op compiles from a copy named by the source's content, so two checkouts of one source give
+    torch's ninja build the same command (and share one build); an edited source gets its own path."""
+    cache = tmp_path / "extensions"
+    first = cgd_native.build_source(cache)
+    assert first.read_bytes() == cgd_native.SOURCE.read_bytes() and first.is_relative_to(cache)
+    other_checkout = tmp_path / "clone" / "csrc" / "cgd_cpu.cpp"
+    other_checkout.parent.mkdir(parents=True)
+    other_checkout.write_bytes(cgd_native.SOURCE.read_bytes())
+    monkeypatch.setattr(cgd_native, "SOURCE", other_checkout)
+    assert cgd_native.build_source(cache) == first
+    other_checkout.write_bytes(other_checkout.read_bytes() + b"\n// edited\n")
+    edited = cgd_native.build_source(cache)
+    assert edited != first and edited.read_bytes().endswith(b"// edited\n") and first.is_file()
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "env"))  # torch's own setting is the default
+    assert cgd_native.build_source().is_relative_to(tmp_path / "env")

@@ -22,9 +22,13 @@ Building: ``torch.utils.cpp_extension.load`` compiles the source once per machin
 (about 35-65 s on 2 cores; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
 the first time an enabled run needs it, with AVX2 where ATen runs AVX2 (:data:`TARGETS`). It needs a C++
 compiler and ninja. When either is missing or the build fails, CGD logs one warning and keeps the eager path.
+The source is compiled from a copy named by its content in that cache (:func:`build_source`): ninja rebuilds
+whenever the compile command changes, and the command names the source's path, so two checkouts that built
+from their own paths took turns rebuilding (~50 s at the first CGD step of a run in the other one).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -34,7 +38,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["SOURCE", "TARGETS", "applies", "build", "cgd_v10", "cgd_v10_scale", "enabled", "load", "main", "serves", "target"]
+__all__ = ["SOURCE", "TARGETS", "applies", "build", "build_source", "cgd_v10", "cgd_v10_scale", "enabled", "load", "main", "serves", "target"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,22 @@ def target() -> str:
     return "avx2" if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else "baseline"
 
 
+def build_source(cache_root: str | os.PathLike | None = None) -> Path:
+    """:data:`SOURCE` copied to ``<cache_root>/cgd_video_sources/<sha256 prefix>/cgd_cpu.cpp`` (written once,
+    atomically), the path every checkout of the same source compiles from. ``cache_root`` defaults to torch's
+    extension cache (``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    from cgd_video.utils.atomic import atomic_write_bytes
+
+    data = SOURCE.read_bytes()
+    root = Path(cache_root or os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    path = root / "cgd_video_sources" / hashlib.sha256(data).hexdigest()[:16] / SOURCE.name
+    if not (path.is_file() and path.read_bytes() == data):
+        atomic_write_bytes(path, data)
+    return path
+
+
 def build(which: str):
     """Compile (or load from the cache) the extension for target ``which``; raises when the build fails."""
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
@@ -84,7 +104,7 @@ def build(which: str):
         from torch.utils.cpp_extension import load as load_extension
 
         name, flags = TARGETS[which]
-        return load_extension(name, [str(SOURCE)], extra_cflags=flags, verbose=False)
+        return load_extension(name, [str(build_source())], extra_cflags=flags, verbose=False)
     finally:
         cpp_logger.setLevel(level)
 
