@@ -144,3 +144,23 @@ def test_bench_cgd_op_json_schema(tmp_path):
     assert set(result["ratios"]) == {f"{a}_vs_{b}_{layout}" for layout in ("contiguous", "channels_last")
                                      for a, b in (("eager", "native"), ("native", "floor"))}
     assert all(r > 0 for r in result["ratios"].values())
+
+
+def test_bench_checkpoint_json_schema_and_both_writers_store_the_same_checkpoint(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_checkpoint
+    import torch
+
+    out = tmp_path / "ckpt.json"
+    assert bench_checkpoint.main(["--depth", "18", "--rounds", "2", "--dir", str(tmp_path), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["ratios"]) == ["save_time_memory_vs_streamed"] and result["ratios"]["save_time_memory_vs_streamed"] > 0
+    assert result["checkpoint_mb"] > 40 and set(result["peak_rss_added_mb"]) == {"memory", "streamed"}  # R18 + momentum
+    assert result["peak_rss_added_mb"]["memory"] > 30  # the in-memory copy of the checkpoint shows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json"]  # its folder removed, nothing left
+    model, opt = bench_checkpoint._trained(18)
+    for way, writer in bench_checkpoint.WAYS.items():
+        writer({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / f"{way}.pt")
+    a, b = (torch.load(tmp_path / f"{w}.pt", weights_only=True) for w in ("memory", "streamed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
