@@ -34,26 +34,37 @@ def test_resize_short_side_matches_torchvision(hw, short):
 
 
 
-@pytest.mark.parametrize("hw,short", [((288, 352), 256), ((720, 1280), 256), ((1080, 1920), 299), ((352, 288), 224)])
-def test_decoders_scale_to_the_size_a_torch_resize_gives(hw, short):
-    """Decode-time scaling (containers.scaled_size, used by the PyAV and decord readers and the
-    preprocessor) and the torch resize share one rule, torchvision's: for 352x288 at 256 the long side
-    is 312 (floor), where the decoders used to round to 313."""
-    from cgd_video.data.containers import scaled_size
 
-    ref = TF.resize(torch.zeros(1, 3, *hw, dtype=torch.uint8), [short], antialias=True).shape[-2:]
-    assert scaled_size(*hw, short) == T.short_side_size(*hw, short) == tuple(ref)
-    assert scaled_size(*hw, min(hw)) is None  # not below the source's shorter side: left alone
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("shape,size", [((4, 3, 24, 36), (16, 24)), ((2, 3, 37, 25), (50, 34)),
+                                        ((1, 3, 48, 64), (32, 32)), ((3, 3, 30, 30), (30, 30))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_resize_uint8_is_torchvisions_resize_bit_for_bit(shape, size, channels_last, native, monkeypatch):
+    """Our resize (no torchvision import at run time) against torchvision's v2 resize, both down and up,
+    both memory layouts, on ATen's native uint8 kernel and on the float32 path (CUDA, CPUs without AVX2)."""
+    from torchvision.transforms.v2.functional import _geometry
 
-def test_test_views_are_exact_crops_when_no_resize_is_needed():
-    frames = _frames(2, 32, 48)
-    views = T.test_views(frames, test_scale=32, test_crop=32, num_crops=3)
-    assert views.shape == (3, 3, 2, 32, 32)
-    x = frames.permute(0, 3, 1, 2)
-    for view, left in zip(views, (0, 8, 16)):  # left, centre, right along the longer (width) side
-        assert torch.equal(view, T.normalize(x[..., :, left : left + 32], T.IMAGENET_MEAN, T.IMAGENET_STD))
-    portrait = T.test_views(frames.transpose(1, 2), 32, 32, 3)  # 48x32: top, centre, bottom
-    assert torch.equal(portrait[2], T.normalize(x.transpose(-1, -2)[..., 16:48, :], T.IMAGENET_MEAN, T.IMAGENET_STD))
+    monkeypatch.setattr(T, "_native_uint8_bilinear", lambda device: native)
+    monkeypatch.setattr(_geometry, "_do_native_uint8_resize_on_cpu", lambda interpolation: native)
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    got = T.resize_uint8(x, size)
+    ref = TF.resize(x, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    assert got.dtype == torch.uint8 and torch.equal(got, ref)
+
+
+def test_cgd_video_never_imports_torchvision():
+    """torchvision's import pulls in torch._dynamo (~3.5 s per process on 2 cores): no module of the package,
+    so no tool, torchrun worker or spawned DataLoader worker, may import either (tests and benchmarks do)."""
+    import subprocess
+    import sys
+
+    probe = ("import importlib, pkgutil, sys, warnings, cgd_video; warnings.simplefilter('ignore'); "
+             "[importlib.import_module(m.name) for m in pkgutil.walk_packages(cgd_video.__path__, 'cgd_video.')]; "
+             "print(sorted(m for m in sys.modules if m.startswith(('torchvision', 'torch._dynamo'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout[-2000:], out.stderr[-2000:])
 
 
 def test_frames_smaller_than_the_crop_are_scaled_up():

@@ -14,7 +14,7 @@ Paper Sec. 4.1 / PROTOCOL §5: each training clip gets a random crop (or scale, 
   the boxes never reach), pinned on CUDA.
 * :func:`augment` (device) takes that batch and the carried parameters on whatever
   device it is on (the model's: GPU, or the CPU in CPU runs): per clip, the box is resized to
-  ``crop_size`` (torchvision's bilinear antialiased uint8 resize, one call over all T frames of the clip:
+  ``crop_size`` (bilinear antialiased uint8 resize, torchvision's bits, one call over all T frames of the clip:
   5x faster on the CPU than a float32 ``interpolate``) and flipped; the whole batch is then converted and
   normalised at once into float32 ``(B, 3, T, S, S)``.
 * ``TrainClipDataset(device_augment=False)`` runs the same :func:`carry` and :func:`augment` on a batch
@@ -36,10 +36,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from cgd_video.data import sampling
-from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, _affine, short_side_size
+from cgd_video.data.transforms import IMAGENET_MEAN, IMAGENET_STD, _affine, resize_uint8, short_side_size
 
 __all__ = ["TRAIN_AUGS", "augment", "carry", "collate_train", "decode_short_side", "draw_params"]
 
@@ -105,11 +104,11 @@ def augment(
                       device=clips.device)
     for b, (top, left, h, w, flip) in enumerate(params.tolist()):
         # (T, 3, h, w) uint8 in one dense channels-last layout whatever the padding: the same kernel and the
-        # same rounding on the worker and on the device (torchvision's uint8 resize: AVX2 on the CPU)
+        # same rounding on the worker and on the device (resize_uint8: ATen's uint8 kernel on AVX2 CPUs)
         x = clips[b, :, top : top + h, left : left + w].permute(0, 3, 1, 2)
         x = x.contiguous(memory_format=torch.channels_last)
         if (h, w) != (crop_size, crop_size):
-            x = TF.resize(x, [crop_size, crop_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+            x = resize_uint8(x, (crop_size, crop_size))
         if flip:
             x = x.flip(-1)
         out[b].copy_(x.permute(1, 0, 2, 3))  # the one uint8 -> float32 conversion

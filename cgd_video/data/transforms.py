@@ -1,8 +1,8 @@
 """Clip transforms (paper Sec. 4.1, PROTOCOL §5): uint8 until the very end, then ImageNet normalisation.
 
 Input frames are uint8 ``(T, H, W, 3)`` (what the readers in :mod:`cgd_video.data.decoding` return).
-Crops are slices; resizing is ``torchvision.transforms.v2.functional.resize`` (bilinear, antialiased) on
-uint8 ``(T, 3, H, W)`` views. The single conversion to float is one of two functions computing the same
+Crops are slices; resizing is :func:`resize_uint8` (bilinear, antialiased, the same bits as torchvision's
+``transforms.v2.functional.resize``) on uint8 ``(T, 3, H, W)`` views. The single conversion to float is one of two functions computing the same
 ``(x / 255 - mean) / std`` (bit-identical values):
 
 * :func:`normalize` — one clip, uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``;
@@ -20,10 +20,11 @@ smaller than a crop are scaled up first (never padded).
 
 from __future__ import annotations
 
+import platform
 from typing import Sequence
 
 import torch
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 
 from cgd_video.data import sampling
 from cgd_video.data.sampling import short_side_size
@@ -35,6 +36,7 @@ __all__ = [
     "normalize",
     "normalize_views",
     "resize_short_side",
+    "resize_uint8",
     "short_side_size",
     "test_crops",
     "test_frames",
@@ -48,15 +50,34 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _to_tchw(frames: torch.Tensor) -> torch.Tensor:
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
-    return frames.permute(0, 3, 1, 2)  # a view: channels-last memory, which torchvision's uint8 resize likes
+    return frames.permute(0, 3, 1, 2)  # a view: channels-last memory, which ATen's uint8 resize likes
+
+
+def _native_uint8_bilinear(device: torch.device) -> bool:
+    """Whether ATen resizes uint8 directly (its vectorised CPU kernel: AVX2+ or ARM), as torchvision decides."""
+    if device.type != "cpu":
+        return False
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+
+
+def resize_uint8(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear antialiased resize of uint8 ``(N, 3, H, W)`` to ``size`` ``(h, w)``: the rule and bits of
+    torchvision's ``transforms.v2.functional.resize`` (``tests/test_transforms.py`` compares them), without
+    importing torchvision, whose import pulls in ``torch._dynamo`` (about 3.5 s per process here: every tool,
+    torchrun worker and DataLoader spawn). uint8 stays uint8 where ATen has the native kernel; elsewhere
+    (CUDA, CPUs without AVX2) it goes through float32 and rounds back."""
+    h, w = int(size[0]), int(size[1])
+    if tuple(x.shape[-2:]) == (h, w) or x.numel() == 0:
+        return x
+    native = _native_uint8_bilinear(x.device)
+    y = x if native else x.float()
+    y = F.interpolate(y, size=[h, w], mode="bilinear", align_corners=False, antialias=True)
+    return y if native else y.round_().to(torch.uint8)
 
 
 def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
     """Resize ``(T, 3, H, W)`` uint8 so that the shorter side is ``short`` (bilinear, antialiased)."""
-    size = short_side_size(x.shape[-2], x.shape[-1], short)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return TF.resize(x, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return resize_uint8(x, short_side_size(x.shape[-2], x.shape[-1], short))
 
 
 def crop(x: torch.Tensor, box: sampling.Box) -> torch.Tensor:
