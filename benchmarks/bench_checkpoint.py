@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import multiprocessing
 import os
 import platform
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cgd_video.engine import checkpoint  # noqa: E402
 from cgd_video.models import create_model  # noqa: E402
 from cgd_video.utils import atomic  # noqa: E402
+from bench_common import median_spread, write_json  # noqa: E402
 from bench_model import _cpu_name  # noqa: E402
 
 
@@ -106,27 +106,23 @@ def main(argv: list[str] | None = None) -> int:
         p.unlink()
     folder.rmdir()
 
-    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
+    ratio, spread = median_spread(ratios)
     result = {
         "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "model": f"c2d_r{args.depth}_cgd + SGD momentum", "checkpoint_mb": round(size_mb, 1), "rounds": args.rounds,
         "seconds_median": {w: statistics.median(v) for w, v in times.items()},
         "peak_rss_added_mb": peaks,
-        "ratios": {"save_time_memory_vs_streamed": statistics.median(ratios)},
-        "ratio_spread": {"save_time_memory_vs_streamed": {"p25": q[0], "p75": q[2]}},
+        "ratios": {"save_time_memory_vs_streamed": ratio},
+        "ratio_spread": {"save_time_memory_vs_streamed": spread},
     }
     print(f"checkpoint: {result['model']}, {size_mb:.1f} MB, {args.rounds} alternating rounds, folder on "
           f"{args.dir or tempfile.gettempdir()}")
     print(f"{'way':<10}{'save s (median)':>18}{'peak RSS added MB':>20}")
     for w in WAYS:
         print(f"{w:<10}{result['seconds_median'][w]:>18.3f}{peaks[w]:>20.0f}")
-    print(f"save time, memory / streamed: {result['ratios']['save_time_memory_vs_streamed']:.2f} "
-          f"(p25-p75 {q[0]:.2f}-{q[2]:.2f})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic.atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    print(f"save time, memory / streamed: {ratio:.2f} (p25-p75 {spread['p25']:.2f}-{spread['p75']:.2f})")
+    write_json(args.json, result)
     return 0
 
 
