@@ -108,3 +108,26 @@ def test_unsafe_or_missing_files_error_with_path(tmp_path):
     torch.save({"model": {}, "obj": nn.Linear(2, 2)}, bad)  # a pickled module: not plain data
     with pytest.raises(CheckpointError, match="weights_only"):
         load_checkpoint(bad)
+
+
+def test_keys_of_modules_the_model_lacks_neither_clash_nor_refuse_a_resume(tmp_path):
+    """``MODEL.CGNL_GROUPS`` configures CGNL blocks only: the UCF-101 base sets it to 1, which used to clash
+    with the NL preset (it builds none) and to refuse resuming a CGD run with another value. Options of the
+    model's own modules still refuse."""
+    from cgd_video.boundary.model import model_kwargs, unused_model_keys
+
+    nl = load_config("ucf101_c2d", ["MODEL.NAME", "c2d_r50_nl"])  # was: "builds cgnl_groups=8 but ... is 1"
+    assert model_kwargs(nl)["nonlocal_type"] == "nl" and "cgnl_groups" not in model_kwargs(nl)
+    assert "MODEL.CGNL_GROUPS" not in arch_keys(nl) and "MODEL.CGNL_GROUPS" in arch_keys(load_config("ucf101_cgnl"))
+    cfg = load_config("ucf101_cgd")
+    assert {"MODEL.CGNL_GROUPS", "MODEL.NONLOCAL_PLACEMENT"} <= unused_model_keys(cfg)
+    model, opt, scaler = _setup()
+    ck = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, opt, scaler, 1, 1, _meta(cfg)))
+    check_resume_compatible(ck, load_config("ucf101_cgd", ["MODEL.CGNL_GROUPS", "8", "MODEL.NONLOCAL_PLACEMENT", "nl5"]))
+    with pytest.raises(CheckpointError, match=r"MODEL\.CGD_VARIANT: checkpoint 'v10' vs now 'v1'"):
+        check_resume_compatible(ck, load_config("ucf101_cgd", ["MODEL.CGD_VARIANT", "v1"]))
+    # a checkpoint written before: it stored those keys too; a key only the checkpoint has is not compared
+    ck["recipe"] = {**ck["recipe"], "MODEL.CGNL_GROUPS": 1, "MODEL.NONLOCAL_PLACEMENT": "res4_last"}
+    check_resume_compatible(ck, cfg)
+    with pytest.raises(CheckpointError, match=r"MODEL\.ATTENTION: checkpoint 'cgd' vs now 'none'"):
+        check_resume_compatible(ck, load_config("ucf101_c2d"))  # the module's own key still tells them apart

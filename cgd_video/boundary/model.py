@@ -35,8 +35,11 @@ MODEL_KEYS = {
     "input_size": "DATA.TRAIN_CROP",
 }
 _INIT_ONLY = ("dropout", "zero_init_residual", "attention_kwargs.init")  # same parameters whatever their value
-_ONLY_WITH = {"attention_position": ("attention", "none"), "attention_kwargs.": ("attention", "none"),
-              "nonlocal_placement": ("nonlocal_type", "none"), "cgnl_groups": ("nonlocal_type", "none")}
+# keyword prefix -> whether the model has the module it configures (a keyword of an absent module has no effect)
+_ONLY_WITH = {"attention_position": lambda f: f["attention"] != "none",
+              "attention_kwargs.": lambda f: f["attention"] != "none",
+              "nonlocal_placement": lambda f: f["nonlocal_type"] != "none",
+              "cgnl_groups": lambda f: f["nonlocal_type"] == "cgnl"}
 UNSET, RANDOM_INIT = "", "none"  # MODEL.PRETRAINED: not chosen (warns) / random init on purpose
 
 
@@ -97,10 +100,17 @@ def _relevant(flat: Dict[str, Any]) -> Dict[str, Any]:
     def used(kw: str) -> bool:
         if kw == "input_size":
             return flat["attention"] in _SPATIAL_ATTENTION
-        return not any(kw.startswith(p) and flat[cond] == off for p, (cond, off) in _ONLY_WITH.items())
+        return all(present(flat) for prefix, present in _ONLY_WITH.items() if kw.startswith(prefix))
 
     return {kw: v for kw, v in flat.items() if used(kw)}
 
+
+
+def unused_model_keys(cfg) -> set:
+    """The ``MODEL.*`` keys of modules the described model does not have (a CGD option on a plain C2D, CGNL
+    groups without a CGNL block): read while resolving the model, without effect on it or its training."""
+    used = _relevant(_resolved(cfg))
+    return {key for kw, key in MODEL_KEYS.items() if kw not in used and key.startswith("MODEL.")}
 
 def model_kwargs(cfg) -> Dict[str, Any]:
     """``C2DResNet`` keyword arguments of the model ``cfg`` describes (a preset's choices applied)."""

@@ -20,7 +20,8 @@ import torch
 
 from cgd_video.boundary._reads import reads_of
 from cgd_video.boundary.data import build_test_dataset, build_train_dataset, read_classes_for, train_dataset_kwargs
-from cgd_video.boundary.model import arch_keys, build_model, bn_cancels_cgd_warning, model_kwargs, pretrained_warning
+from cgd_video.boundary.model import (arch_keys, build_model, bn_cancels_cgd_warning, model_kwargs, pretrained_warning,
+                                       unused_model_keys)
 from cgd_video.config import ConfigError, load_config
 from cgd_video.engine.hooks import REQUEUE_EXIT_CODE
 
@@ -110,9 +111,10 @@ def _trajectory(cfg) -> None:
 
 def recipe_keys(cfg) -> Dict[str, Any]:
     """``{"KEY": value}`` of every config key the trajectory depends on, compared on resume. Not in it:
-    where the data lives, and ``SOLVER.MAX_EPOCH`` under a step schedule (raising it extends a run)."""
+    where the data lives, ``SOLVER.MAX_EPOCH`` under a step schedule (raising it extends a run), and the
+    ``MODEL`` keys of modules the model does not have (:func:`~cgd_video.boundary.model.unused_model_keys`)."""
     _, reads = reads_of(_trajectory, cfg)
-    for key in _WHERE:
+    for key in (*_WHERE, *unused_model_keys(cfg)):
         reads.pop(key, None)
     if cfg.SOLVER.LR_POLICY != "cosine":
         reads.pop("SOLVER.MAX_EPOCH", None)

@@ -45,8 +45,10 @@ def fingerprint(keys: Mapping[str, Any]) -> str:
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"  {k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    """The keys of ``new`` whose value differs from the checkpoint's (or that it lacks). A key only the
+    checkpoint has is not read now (an option of a module this model does not have, which the module's own
+    key reports, e.g. ``MODEL.ATTENTION``), so it cannot make this run differ."""
+    return [f"  {k}: checkpoint {old.get(k)!r} vs now {new[k]!r}" for k in sorted(new) if old.get(k) != new[k]]
 
 
 def check_compatible(stored: Mapping[str, Any], now: Mapping[str, Any], path: str, what: str = "model") -> None:
