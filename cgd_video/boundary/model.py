@@ -105,12 +105,12 @@ def _relevant(flat: Dict[str, Any]) -> Dict[str, Any]:
     return {kw: v for kw, v in flat.items() if used(kw)}
 
 
-
 def unused_model_keys(cfg) -> set:
     """The ``MODEL.*`` keys of modules the described model does not have (a CGD option on a plain C2D, CGNL
     groups without a CGNL block): read while resolving the model, without effect on it or its training."""
     used = _relevant(_resolved(cfg))
     return {key for kw, key in MODEL_KEYS.items() if kw not in used and key.startswith("MODEL.")}
+
 
 def model_kwargs(cfg) -> Dict[str, Any]:
     """``C2DResNet`` keyword arguments of the model ``cfg`` describes (a preset's choices applied)."""
