@@ -67,6 +67,29 @@ def test_cgd_video_never_imports_torchvision():
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout[-2000:], out.stderr[-2000:])
 
 
+@pytest.mark.parametrize("hw,short", [((288, 352), 256), ((720, 1280), 256), ((1080, 1920), 299), ((352, 288), 224)])
+def test_decoders_scale_to_the_size_a_torch_resize_gives(hw, short):
+    """Decode-time scaling (containers.scaled_size, used by the PyAV and decord readers and the
+    preprocessor) and the torch resize share one rule, torchvision's: for 352x288 at 256 the long side
+    is 312 (floor), where the decoders used to round to 313."""
+    from cgd_video.data.containers import scaled_size
+
+    ref = TF.resize(torch.zeros(1, 3, *hw, dtype=torch.uint8), [short], antialias=True).shape[-2:]
+    assert scaled_size(*hw, short) == T.short_side_size(*hw, short) == tuple(ref)
+    assert scaled_size(*hw, min(hw)) is None  # not below the source's shorter side: left alone
+
+
+def test_test_views_are_exact_crops_when_no_resize_is_needed():
+    frames = _frames(2, 32, 48)
+    views = T.test_views(frames, test_scale=32, test_crop=32, num_crops=3)
+    assert views.shape == (3, 3, 2, 32, 32)
+    x = frames.permute(0, 3, 1, 2)
+    for view, left in zip(views, (0, 8, 16)):  # left, centre, right along the longer (width) side
+        assert torch.equal(view, T.normalize(x[..., :, left : left + 32], T.IMAGENET_MEAN, T.IMAGENET_STD))
+    portrait = T.test_views(frames.transpose(1, 2), 32, 32, 3)  # 48x32: top, centre, bottom
+    assert torch.equal(portrait[2], T.normalize(x.transpose(-1, -2)[..., 16:48, :], T.IMAGENET_MEAN, T.IMAGENET_STD))
+
+
 def test_frames_smaller_than_the_crop_are_scaled_up():
     frames = _frames(2, 20, 30)
     views = T.test_views(frames, test_scale=16, test_crop=40, num_crops=1)
