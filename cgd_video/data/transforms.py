@@ -2,8 +2,8 @@
 
 Input frames are uint8 ``(T, H, W, 3)`` (what the readers in :mod:`cgd_video.data.decoding` return).
 Crops are slices; resizing is :func:`resize_uint8` (bilinear, antialiased, the same bits as torchvision's
-``transforms.v2.functional.resize``) on uint8 ``(T, 3, H, W)`` views. The single conversion to float is one of two functions computing the same
-``(x / 255 - mean) / std`` (bit-identical values):
+``transforms.v2.functional.resize``) on uint8 ``(T, 3, H, W)`` views. The single conversion to float is
+one of two functions computing the same ``(x / 255 - mean) / std`` (bit-identical values):
 
 * :func:`normalize` — one clip, uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``;
 * :func:`normalize_views` — test views, uint8 ``(..., 3, T, S, S)`` (what ``MultiViewTestDataset``
